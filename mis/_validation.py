@@ -39,7 +39,8 @@ def finite_1d(x, name: str) -> np.ndarray:
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise MisValueError(
-            f"{name} must be finite; found {arr[i]} at index {i} ({int(bad.sum())} non-finite values)"
+            f"{name} must be finite; found {arr[i]} at index {i} "
+            f"({int(bad.sum())} non-finite values)"
         )
     return arr
 

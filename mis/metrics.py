@@ -68,6 +68,18 @@ def _sort(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order.astype(np.int64), is_end
 
 
+def _log_table(n: int) -> np.ndarray:
+    """``ln k`` for k = 0..n (ln 0 = -inf is never read)."""
+    with np.errstate(divide="ignore"):
+        return np.log(np.arange(n + 1, dtype=np.float64))
+
+
+def _kernel_fprs(fprs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """FPR levels in increasing order for the kernels, and the order to undo it."""
+    order = np.argsort(fprs, kind="stable")
+    return np.ascontiguousarray(fprs[order]), np.argsort(order)
+
+
 def _check_compat(compat) -> bool:
     choice(compat, "compat", COMPAT_MODES)
     return compat == "carlini2022"
@@ -92,8 +104,19 @@ def _undefined_fprs(fprs: np.ndarray, n_neg: int, stacklevel: int = 3) -> np.nda
 
 def _point_metrics(scores, labels, fprs, strict, fpr_min) -> np.ndarray:
     order, is_end = _sort(scores)
+    kfprs, undo = _kernel_fprs(fprs)
     out = np.empty(fprs.shape[0] + 2)
-    _roc.roc_metrics(labels, np.ones(scores.shape[0]), order, is_end, fprs, strict, fpr_min, out)
+    _roc.roc_metrics(
+        labels[order].astype(np.float64),
+        np.ones(scores.shape[0]),
+        is_end,
+        kfprs,
+        strict,
+        fpr_min,
+        _log_table(scores.shape[0]),
+        out,
+    )
+    out[: fprs.shape[0]] = out[: fprs.shape[0]][undo]
     return out
 
 
@@ -122,7 +145,7 @@ def roc_curve(scores, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """
     s, y = scores_and_labels(scores, labels)
     order, is_end = _sort(s)
-    fps, tps, ends = _roc.roc_points(y, order, is_end)
+    fps, tps, ends = _roc.roc_points(y[order].astype(np.float64), is_end)
     thresholds = np.concatenate([[np.inf], s[order[ends]]])
     return fps / fps[-1], tps / tps[-1], thresholds
 
@@ -297,78 +320,111 @@ class RocComparison:
 
 @dataclass(frozen=True)
 class _Prepared:
-    """Validated inputs of a bootstrap, in the layout the kernels take."""
+    """Validated inputs of a bootstrap, in the layout the kernels take.
+
+    Row ``s`` of ``labels``/``is_ends``/``perms`` belongs to scoring ``s`` in
+    its own decreasing score order; ``perms[s][i]`` is the position, in
+    scoring 0's order, of the observation at position ``i`` of scoring ``s``.
+    ``strata`` and ``clusters`` are in scoring 0's order.
+    """
 
     labels: np.ndarray
-    orders: np.ndarray
     is_ends: np.ndarray
+    perms: np.ndarray
     strata: np.ndarray
     strata_start: np.ndarray
     clusters: np.ndarray
     n_clusters: int
     fprs: np.ndarray
+    kernel_fprs: np.ndarray
+    undo_fprs: np.ndarray
     strict: bool
     fpr_min: float
+    log_table: np.ndarray
     undefined: np.ndarray
+
+    def kernel_args(self) -> tuple:
+        return (self.kernel_fprs, self.strict, self.fpr_min, self.log_table)
+
+    def unsort(self, values: np.ndarray) -> np.ndarray:
+        """Put the TPR columns (last axis) back in the caller's FPR order."""
+        k = self.fprs.shape[0]
+        values[..., :k] = values[..., :k][..., self.undo_fprs]
+        return values
 
 
 def _prepare(scorings, labels, fprs, groups, compat, fpr_min) -> _Prepared:
     names = ["scores"] if len(scorings) == 1 else ["scores_a", "scores_b"]
     checked = [scores_and_labels(s, labels, name=n) for s, n in zip(scorings, names, strict=True)]
     y = checked[0][1]
+    n = y.shape[0]
     sorts = [_sort(s) for s, _ in checked]
     fprs = probability_in_open_unit(fprs, "fprs")
+    kernel_fprs, undo = _kernel_fprs(fprs)
     strict = _check_compat(compat)
     fpr_min = _check_fpr_min(fpr_min)
-    strata = np.concatenate([np.flatnonzero(y == 0), np.flatnonzero(y == 1)]).astype(np.int64)
+    order0 = sorts[0][0]
+    rank0 = np.empty(n, dtype=np.int64)
+    rank0[order0] = np.arange(n)
+    y0 = y[order0]
+    strata = np.concatenate([np.flatnonzero(y0 == 0), np.flatnonzero(y0 == 1)]).astype(np.int64)
     n_neg = int((y == 0).sum())
-    strata_start = np.array([0, n_neg, y.shape[0]], dtype=np.int64)
     if groups is None:
-        clusters = np.zeros(y.shape[0], dtype=np.int64)
+        clusters = np.zeros(n, dtype=np.int64)
         n_clusters = 0
     else:
         g = np.asarray(groups)
-        if g.ndim != 1 or g.shape[0] != y.shape[0]:
+        if g.ndim != 1 or g.shape[0] != n:
             raise MisValueError(
-                f"groups must be 1-D with one entry per score ({y.shape[0]}); got shape {g.shape}"
+                f"groups must be 1-D with one entry per score ({n}); got shape {g.shape}"
             )
-        _, clusters = np.unique(g, return_inverse=True)
-        clusters = clusters.astype(np.int64)
-        n_clusters = int(clusters.max()) + 1
+        _, inverse = np.unique(g, return_inverse=True)
+        clusters = inverse.astype(np.int64)[order0]
+        n_clusters = int(inverse.max()) + 1
         if n_clusters < 2:
             raise MisValueError(f"groups must contain at least 2 distinct groups; got {n_clusters}")
     return _Prepared(
-        labels=y,
-        orders=np.stack([o for o, _ in sorts]),
+        labels=np.stack([y[o] for o, _ in sorts]).astype(np.float64),
         is_ends=np.stack([e for _, e in sorts]),
+        perms=np.stack([rank0[o] for o, _ in sorts]),
         strata=strata,
-        strata_start=strata_start,
+        strata_start=np.array([0, n_neg, n], dtype=np.int64),
         clusters=clusters,
         n_clusters=n_clusters,
         fprs=fprs,
+        kernel_fprs=kernel_fprs,
+        undo_fprs=undo,
         strict=strict,
         fpr_min=fpr_min,
+        log_table=_log_table(n),
         undefined=_undefined_fprs(fprs, n_neg, stacklevel=5),
     )
 
 
 def _point(p: _Prepared) -> np.ndarray:
     """Metrics of the data itself, shape (n_scorings, k + 2)."""
-    n = p.labels.shape[0]
-    out = np.empty((p.orders.shape[0], p.fprs.shape[0] + 2))
-    for s in range(p.orders.shape[0]):
-        _roc.roc_metrics(
-            p.labels, np.ones(n), p.orders[s], p.is_ends[s], p.fprs, p.strict, p.fpr_min, out[s]
-        )
-    return out
+    n_scorings, n = p.labels.shape
+    out = np.empty((n_scorings, p.fprs.shape[0] + 2))
+    for s in range(n_scorings):
+        _roc.roc_metrics(p.labels[s], np.ones(n), p.is_ends[s], *p.kernel_args(), out[s])
+    return p.unsort(out)
 
 
 def _replicates(p: _Prepared, n_resamples: int, rng) -> np.ndarray:
     seed = np.uint64(as_generator(rng).integers(0, 2**63, dtype=np.int64))
-    return _roc.bootstrap_metrics(
-        p.labels, p.orders, p.is_ends, p.strata, p.strata_start, p.clusters, p.n_clusters,
-        p.fprs, p.strict, p.fpr_min, seed, n_resamples,
+    reps = _roc.bootstrap_metrics(
+        p.labels,
+        p.is_ends,
+        p.perms,
+        p.strata,
+        p.strata_start,
+        p.clusters,
+        p.n_clusters,
+        *p.kernel_args(),
+        seed,
+        n_resamples,
     )
+    return p.unsort(reps)
 
 
 def _jackknife_acceleration(p: _Prepared, combine) -> np.ndarray:
@@ -389,15 +445,17 @@ def _jackknife_acceleration(p: _Prepared, combine) -> np.ndarray:
         for c in range(2):
             idx = p.strata[p.strata_start[c] : p.strata_start[c + 1]]
             n_blocks = min(idx.shape[0], 1000)
-            blocks = np.full(p.labels.shape[0], -1, dtype=np.int64)
+            blocks = np.full(p.labels.shape[1], -1, dtype=np.int64)
             blocks[rng.permutation(idx)] = np.arange(idx.shape[0]) % n_blocks
             blockings.append((blocks, n_blocks))
     num = 0.0
     den = 0.0
     for blocks, n_blocks in blockings:
         theta = combine(
-            _roc.jackknife_metrics(
-                p.labels, p.orders, p.is_ends, blocks, n_blocks, p.fprs, p.strict, p.fpr_min
+            p.unsort(
+                _roc.jackknife_metrics(
+                    p.labels, p.is_ends, p.perms, blocks, n_blocks, *p.kernel_args()
+                )
             )
         )
         u = (n_blocks - 1) * (np.nanmean(theta, axis=0) - theta)
@@ -446,7 +504,9 @@ def _check_bootstrap_args(n_resamples, confidence_level, method) -> int:
     n_resamples = positive_int(n_resamples, "n_resamples")
     level = np.asarray(confidence_level, dtype=float)
     if level.ndim != 0 or not 0.0 < level < 1.0:
-        raise MisValueError(f"confidence_level must be a number in (0, 1); got {confidence_level!r}")
+        raise MisValueError(
+            f"confidence_level must be a number in (0, 1); got {confidence_level!r}"
+        )
     choice(method, "method", CI_METHODS)
     return n_resamples
 
@@ -514,7 +574,9 @@ def bootstrap_roc(
     reps = _finite_rows(reps_all, cols_undefined)
     accel = _jackknife_acceleration(p, lambda t: t[:, 0, :]) if method == "bca" else None
     low, high = _intervals(theta, reps, confidence_level, method, accel)
-    iv = [Interval(float(t), float(lo), float(hi)) for t, lo, hi in zip(theta, low, high, strict=True)]
+    iv = [
+        Interval(float(t), float(lo), float(hi)) for t, lo, hi in zip(theta, low, high, strict=True)
+    ]
     k = p.fprs.shape[0]
     reps_all.setflags(write=False)
     return RocBootstrap(
@@ -602,4 +664,3 @@ def compare_roc(
         n_valid=int(reps.shape[0]),
         replicates=reps_all,
     )
-

@@ -46,7 +46,7 @@ from mis.exceptions import MisValueError, StoreCorruptError
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 _LOCK = ".manifest.lock"
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+_NAME = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
 _CHUNK = 1 << 22
 
 
@@ -81,8 +81,13 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    """Call ``write(fileobj)`` on a temp file next to ``path``, fsync, then rename."""
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """Write a file atomically: ``write(fileobj)`` on a temp file beside it, fsync, rename.
+
+    Readers see the old file or the new one, never a partial one; on error the
+    temporary file is removed and the exception propagates.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -98,12 +103,19 @@ def _atomic_write_bytes(path: Path, write) -> None:
     _fsync_dir(path.parent)
 
 
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write UTF-8 text atomically (see :func:`atomic_write`)."""
+    data = text.encode()
+    atomic_write(path, lambda f: f.write(data))
+
+
 def _json_safe(meta: dict[str, Any], name: str) -> dict[str, Any]:
     try:
         return json.loads(json.dumps(meta, allow_nan=True, default=_json_default))
     except TypeError as exc:
         raise MisValueError(
-            f"metadata for {name!r} must be JSON-serialisable (numbers, strings, lists, dicts); {exc}"
+            f"metadata for {name!r} must be JSON-serialisable "
+            f"(numbers, strings, lists, dicts); {exc}"
         ) from None
 
 
@@ -201,7 +213,7 @@ class RunStore:
 
     def _write_manifest(self, manifest: dict[str, Any]) -> None:
         data = json.dumps(manifest, indent=1, sort_keys=True).encode()
-        _atomic_write_bytes(self.path / MANIFEST, lambda f: f.write(data))
+        atomic_write(self.path / MANIFEST, lambda f: f.write(data))
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -268,14 +280,15 @@ class RunStore:
         pathlib.Path
             The array file.
         """
-        if not isinstance(name, str) or not _NAME.match(name) or ".." in name.split("/"):
+        if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name.split("/"):
             raise MisValueError(
                 f"name must be letters, digits, '_', '.', '-' with '/' between parts; got {name!r}"
             )
         arr = np.asanyarray(array)
         if arr.dtype.hasobject:
             raise MisValueError(f"array {name!r} has dtype {arr.dtype}; object arrays are refused")
-        arr = np.ascontiguousarray(arr)
+        if not arr.flags.c_contiguous:
+            arr = arr.copy(order="C")  # (np.ascontiguousarray would turn a 0-d array into 1-d)
         meta = _json_safe(meta, name)
         rel = f"{name}.npy"
         path = self.path / rel
@@ -285,7 +298,7 @@ class RunStore:
             f = _HashingWriter(f, digest)
             np.lib.format.write_array(f, arr, allow_pickle=False)
 
-        _atomic_write_bytes(path, write)
+        atomic_write(path, write)
         entry = {
             "file": rel,
             "shape": list(arr.shape),

@@ -26,7 +26,7 @@ def mix64(z):
 @jit
 def stream_state(seed, index):
     """Initial state of stream ``index`` under ``seed`` (both uint64)."""
-    return mix64(seed ^ mix64(np.uint64(index) + GOLDEN))
+    return mix64(np.uint64(seed) ^ mix64(np.uint64(index) + GOLDEN))
 
 
 @jit
@@ -36,6 +36,6 @@ def next_below(state, n):
     Uses the top 32 bits times ``n`` (Lemire's multiply-shift without the
     rejection step); the bias is below ``n / 2**32``, negligible for n < 2**24.
     """
-    state = state + GOLDEN
+    state = np.uint64(state) + GOLDEN
     r = mix64(state) >> np.uint64(32)
     return state, np.int64((r * np.uint64(n)) >> np.uint64(32))

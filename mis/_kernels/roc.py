@@ -1,14 +1,20 @@
 """ROC kernels over a fixed sort order and per-observation weights.
 
-Every kernel works on observations in their original order together with
-``order`` (the indices that sort the scores in decreasing order) and
-``is_end`` (``is_end[i]`` is true when sorted position ``i`` is the last of a
-run of tied scores). A weight vector ``w`` (1 for the data itself, bootstrap
-counts for a resample, 0 for a left-out observation) is then enough to get
-the whole ROC in one O(n) pass: no resample is ever re-sorted.
+The scores of a scoring are sorted once (decreasing); every kernel then works
+in that sorted order with ``labels`` (1 = member), ``is_end`` (true at the last
+position of each run of tied scores) and a weight vector ``w`` (1 for the
+data itself, bootstrap counts for a resample, 0 for a left-out observation).
+One sequential O(n) pass over the weights gives the whole ROC, so no resample
+is ever re-sorted. Weights are whole numbers, so cumulative false-positive
+counts index a table of logarithms (``log_table[k] = ln k``).
+
+Several scorings of the same observations (a paired comparison) share the
+weights: they are drawn in the sorted order of scoring 0 and scoring ``s``
+reads them through ``perm[s]`` (sorted position in ``s`` → sorted position in 0).
 
 Output layout of :func:`roc_metrics`: ``out[:k]`` are the TPRs at the ``k``
-requested FPRs, ``out[k]`` the AUC and ``out[k + 1]`` the log-AUC.
+requested FPRs (given in increasing order), ``out[k]`` the AUC and
+``out[k + 1]`` the log-AUC.
 """
 
 import numpy as np
@@ -18,86 +24,92 @@ from mis._kernels.random import next_below, stream_state
 
 
 @jit
-def log_segment_area(f0, t0, f1, t1, fpr_min):
-    """Integral of the straight ROC segment (f0,t0)–(f1,t1) against ln(FPR) over [fpr_min, 1].
-
-    On the segment TPR(f) = c + m f, so the integral of TPR(f)/f from a to f1
-    is c ln(f1/a) + m (f1 - a), with a = max(f0, fpr_min).
-    """
-    if f1 <= fpr_min or f1 <= f0:
-        return 0.0
-    m = (t1 - t0) / (f1 - f0)
-    c = t0 - m * f0
-    a = f0 if f0 > fpr_min else fpr_min
-    return c * np.log(f1 / a) + m * (f1 - a)
-
-
-@jit
-def roc_metrics(labels, w, order, is_end, fprs, strict, fpr_min, out):
-    """TPR@FPR for each ``fprs[k]``, AUC and log-AUC of one weighted sample, into ``out``.
+def roc_metrics(labels, w, is_end, fprs, strict, fpr_min, log_table, out):
+    """TPR at each FPR level, AUC and log-AUC of one weighted sample, into ``out``.
 
     Parameters
     ----------
-    labels : uint8 (n,)  1 = member, original order.
-    w : float64 (n,)     observation weights, original order.
-    order : int64 (n,)   indices sorting the scores in decreasing order.
-    is_end : bool (n,)   true at the last sorted position of each tie group.
-    fprs : float64 (k,)  FPR levels.
-    strict : bool        use FPR < alpha (reference LiRA code) instead of FPR <= alpha.
-    fpr_min : float      lower end of the log-AUC range.
-    out : float64 (k+2,) TPRs, AUC, log-AUC; NaN where a class has zero weight.
+    labels : float64 (n,)  1.0 = member, 0.0 = non-member, in decreasing order of score.
+    w : float64 (n,)       whole-number weights, same order.
+    is_end : bool (n,)     true at the last position of each tie group.
+    fprs : float64 (k,)    FPR levels, increasing.
+    strict : bool          FPR < alpha (reference LiRA code) instead of FPR <= alpha.
+    fpr_min : float        lower end of the log-AUC range.
+    log_table : float64    ``ln j`` for j = 0, 1, ...
+    out : float64 (k+2,)   TPRs, AUC, log-AUC; NaN where a class has zero weight.
+
+    Notes
+    -----
+    The counts are accumulated without branching on the label (the labels of
+    sorted scores are unpredictable, and a mispredicted branch per element
+    doubled the cost). The AUC adds the trapezoids between ROC points. The
+    log-AUC integrates each straight ROC segment (f0,t0)–(f1,t1), on which
+    TPR(f) = c + m f, against d ln f over [a, f1] with a = max(f0, fpr_min):
+    c ln(f1/a) + m (f1 − a), where ln(f1/f0) = ln F1 − ln F0 for the
+    false-positive counts F and ln(f1/fpr_min) = ln F1 − ln(N fpr_min).
     """
     k = fprs.shape[0]
-    n = order.shape[0]
+    n = labels.shape[0]
     pos = 0.0
-    neg = 0.0
+    total = 0.0
     for i in range(n):
-        if labels[i]:
-            pos += w[i]
-        else:
-            neg += w[i]
+        total += w[i]
+        pos += w[i] * labels[i]
+    neg = total - pos
     if pos <= 0.0 or neg <= 0.0:
         out[:] = np.nan
         return
-    for j in range(k):
-        out[j] = 0.0  # the origin (FPR 0, TPR 0) is always on the curve
+    ln_floor = np.log(neg * fpr_min)  # ln of the (fractional) fp count at fpr_min
     tp = 0.0
     fp = 0.0
     f_prev = 0.0
     t_prev = 0.0
-    auc = 0.0
+    ln_fp_prev = ln_floor
+    auc2 = 0.0  # twice the AUC
     log_area = 0.0
+    jp = 0  # next FPR level the curve has not passed yet
+    level = fprs[0] if k > 0 else 2.0
     for s in range(n):
-        i = order[s]
-        if labels[i]:
-            tp += w[i]
-        else:
-            fp += w[i]
+        w_pos = w[s] * labels[s]
+        tp += w_pos
+        fp += w[s] - w_pos
         if is_end[s]:
-            f = fp / neg
+            f = fp / neg  # a division, not a reciprocal product: f <= alpha must be exact
             t = tp / pos
             if f > f_prev:
-                auc += (f - f_prev) * (t + t_prev) * 0.5
-                log_area += log_segment_area(f_prev, t_prev, f, t, fpr_min)
-            for j in range(k):
-                if f < fprs[j] or (not strict and f == fprs[j]):
-                    out[j] = t
-            f_prev = f
+                # the curve leaves FPR level ``level``: the TPR there is the previous point's
+                while f > level or (strict and f == level):
+                    out[jp] = t_prev
+                    jp += 1
+                    level = fprs[jp] if jp < k else 2.0
+                auc2 += (f - f_prev) * (t + t_prev)
+                if f > fpr_min:
+                    ln_fp = log_table[np.int64(fp)] if fp < log_table.shape[0] else np.log(fp)
+                    m = (t - t_prev) / (f - f_prev)
+                    a = f_prev if f_prev > fpr_min else fpr_min
+                    log_area += (t_prev - m * f_prev) * (ln_fp - ln_fp_prev) + m * (f - a)
+                    ln_fp_prev = ln_fp
+                f_prev = f
             t_prev = t
-    out[k] = auc
+    while jp < k:  # levels the curve never passes: the whole curve qualifies
+        out[jp] = t_prev
+        jp += 1
+    out[k] = 0.5 * auc2
     out[k + 1] = log_area / np.log(1.0 / fpr_min)
 
 
 @jit
-def roc_points(labels, order, is_end):
+def roc_points(labels, is_end):
     """Cumulative (false positives, true positives) at each tie-group end, with the origin.
+
+    ``labels`` (float64 0/1) and ``is_end`` are in decreasing order of score.
 
     Returns
     -------
     fps, tps : float64 (g+1,) counts, starting at 0.
     ends : int64 (g,) sorted positions of the group ends.
     """
-    n = order.shape[0]
+    n = labels.shape[0]
     g = 0
     for s in range(n):
         if is_end[s]:
@@ -109,7 +121,7 @@ def roc_points(labels, order, is_end):
     fp = 0.0
     j = 0
     for s in range(n):
-        if labels[order[s]]:
+        if labels[s]:
             tp += 1.0
         else:
             fp += 1.0
@@ -123,13 +135,13 @@ def roc_points(labels, order, is_end):
 
 @jit
 def _draw_weights(w, strata, strata_start, clusters, n_clusters, seed, b):
-    """Bootstrap counts of resample ``b`` into ``w`` (original order).
+    """Bootstrap counts of resample ``b`` into ``w`` (sorted order of scoring 0).
 
-    Stratified mode (``n_clusters == 0``): ``strata`` lists observation indices
-    grouped by class, ``strata_start`` the boundaries; each class is resampled
-    with replacement to its own size. Cluster mode: ``n_clusters`` clusters
-    are drawn with replacement and every observation of a drawn cluster gets
-    its cluster's count.
+    Stratified mode (``n_clusters == 0``): ``strata`` lists positions grouped
+    by class, ``strata_start`` the boundaries; each class is resampled with
+    replacement to its own size. Cluster mode: ``n_clusters`` clusters are
+    drawn with replacement and every observation of a drawn cluster gets its
+    cluster's count (``clusters[i]`` is the cluster of position ``i``).
     """
     state = stream_state(seed, b)
     w[:] = 0.0
@@ -149,47 +161,64 @@ def _draw_weights(w, strata, strata_start, clusters, n_clusters, seed, b):
             w[i] = counts[clusters[i]]
 
 
+@jit
+def _all_scorings(labels, w, w_s, is_ends, perms, fprs, strict, fpr_min, log_table, out):
+    """Metrics of every scoring under weights ``w`` (sorted order of scoring 0)."""
+    roc_metrics(labels[0], w, is_ends[0], fprs, strict, fpr_min, log_table, out[0])
+    for s in range(1, labels.shape[0]):
+        perm = perms[s]
+        for i in range(w.shape[0]):
+            w_s[i] = w[perm[i]]
+        roc_metrics(labels[s], w_s, is_ends[s], fprs, strict, fpr_min, log_table, out[s])
+
+
 @parallel_jit
 def bootstrap_metrics(
-    labels, orders, is_ends, strata, strata_start, clusters, n_clusters,
-    fprs, strict, fpr_min, seed, n_resamples,
+    labels,
+    is_ends,
+    perms,
+    strata,
+    strata_start,
+    clusters,
+    n_clusters,
+    fprs,
+    strict,
+    fpr_min,
+    log_table,
+    seed,
+    n_resamples,
 ):
     """Metrics of ``n_resamples`` bootstrap resamples for one or more scorings.
 
-    ``orders`` and ``is_ends`` have one row per scoring of the same
-    observations; every scoring sees the same resampled weights, which makes a
-    paired comparison. Returns float64 ``(n_resamples, n_scorings, k + 2)``.
-    Resample ``b`` depends only on ``(seed, b)``: results do not depend on the
-    number of threads.
+    ``labels``, ``is_ends`` and ``perms`` have one row per scoring of the same
+    observations; all scorings see the same resampled observations, which
+    makes a paired comparison. Returns float64 ``(n_resamples, n_scorings, k + 2)``.
+    Resample ``b`` depends only on ``(seed, b)``, not on the number of threads.
     """
-    n = labels.shape[0]
-    n_scorings = orders.shape[0]
-    m = fprs.shape[0] + 2
-    reps = np.empty((n_resamples, n_scorings, m))
+    n = labels.shape[1]
+    reps = np.empty((n_resamples, labels.shape[0], fprs.shape[0] + 2))
     for b in prange(n_resamples):
         w = np.empty(n)
+        w_s = np.empty(n)
         _draw_weights(w, strata, strata_start, clusters, n_clusters, seed, b)
-        for s in range(n_scorings):
-            roc_metrics(labels, w, orders[s], is_ends[s], fprs, strict, fpr_min, reps[b, s])
+        _all_scorings(labels, w, w_s, is_ends, perms, fprs, strict, fpr_min, log_table, reps[b])
     return reps
 
 
 @parallel_jit
-def jackknife_metrics(labels, orders, is_ends, blocks, n_blocks, fprs, strict, fpr_min):
+def jackknife_metrics(labels, is_ends, perms, blocks, n_blocks, fprs, strict, fpr_min, log_table):
     """Delete-a-block jackknife: metrics with block ``g`` left out, for each ``g``.
 
-    ``blocks[i]`` is the block of observation ``i`` (-1: never left out).
-    Returns float64 ``(n_blocks, n_scorings, k + 2)``.
+    ``blocks[i]`` is the block of position ``i`` in scoring 0's order (-1:
+    never left out). Returns float64 ``(n_blocks, n_scorings, k + 2)``.
     """
-    n = labels.shape[0]
-    n_scorings = orders.shape[0]
-    m = fprs.shape[0] + 2
-    out = np.empty((n_blocks, n_scorings, m))
+    n = labels.shape[1]
+    out = np.empty((n_blocks, labels.shape[0], fprs.shape[0] + 2))
     for g in prange(n_blocks):
         w = np.ones(n)
+        w_s = np.empty(n)
         for i in range(n):
             if blocks[i] == g:
                 w[i] = 0.0
-        for s in range(n_scorings):
-            roc_metrics(labels, w, orders[s], is_ends[s], fprs, strict, fpr_min, out[g, s])
+        _all_scorings(labels, w, w_s, is_ends, perms, fprs, strict, fpr_min, log_table, out[g])
     return out

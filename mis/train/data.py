@@ -1,0 +1,603 @@
+"""Data sets and augmentation queries.
+
+* :class:`GaussianMixture` / :func:`gaussian_mixture` — the synthetic task of Aubinais et al.
+  (2025), §5.1.1: points of R^128 from ``k_modes`` isotropic Gaussians of standard deviation
+  ``sigma``, each cluster carrying a label in {0, 1}.
+* :func:`load_digits` — scikit-learn's bundled 8×8 digits (1,797 real images, no download):
+  the embedded default for image experiments.
+* :func:`load_cifar10`, :func:`load_cifar100` — the official *python* batches, read through a
+  restricted unpickler (:func:`restricted_load`) that admits only builtin containers and numpy
+  arrays, so a tampered file cannot run code.
+* :func:`load_tinyimagenet` — the official directory layout, decoded with Pillow (installed as a
+  dependency of matplotlib).
+* :func:`load_npz` — any ``(x, y)`` pair saved with :func:`numpy.savez`.
+
+Augmentations are pure tensor operations on NCHW batches (no torchvision): :func:`hflip`,
+:func:`shift` (the LiRA inference queries, :func:`augmentation_queries`) and
+:func:`random_flip_crop` (the training augmentation of Zhang et al. 2025, §IV-A).
+
+Images are kept as ``uint8`` NCHW arrays in memory (CIFAR-10's 50,000 training images take
+150 MB); :meth:`Dataset.tensor` converts a selection to normalised float32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from mis._validation import as_generator, positive_int
+from mis.exceptions import MisValueError
+
+__all__ = [
+    "Dataset",
+    "GaussianMixture",
+    "augmentation_queries",
+    "gaussian_mixture",
+    "hflip",
+    "load_cifar10",
+    "load_cifar100",
+    "load_digits",
+    "load_npz",
+    "load_tinyimagenet",
+    "random_flip_crop",
+    "restricted_load",
+    "shift",
+]
+
+# Per-channel statistics of the training sets (the usual published constants).
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+TINYIMAGENET_MEAN, TINYIMAGENET_STD = (0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821)
+
+
+# ------------------------------------------------------------------------------------------
+# Data set container
+# ------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Dataset:
+    """Arrays of one data set.
+
+    Attributes
+    ----------
+    x : ndarray, shape (n, ...)
+        Inputs. Images are NCHW, ``uint8`` (0–255) or float32 already scaled.
+    y : ndarray of int64, shape (n,)
+        Class labels in ``0 .. n_classes-1``.
+    n_classes : int
+    x_test, y_test : ndarray or None
+        The official test split when there is one.
+    mean, std : tuple of float or None
+        Per-channel normalisation applied by :meth:`tensor` (after scaling uint8 to [0, 1]).
+    name : str
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    n_classes: int
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    name: str = ""
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def tensor(self, x=None, device="cpu"):
+        """Return ``x`` (default: the training inputs) as a normalised float32 torch tensor.
+
+        ``uint8`` inputs are divided by 255; then ``(x - mean) / std`` per channel (axis 1)
+        when ``mean``/``std`` are set.
+        """
+        import torch
+
+        x = self.x if x is None else x
+        t = torch.as_tensor(np.asarray(x))
+        t = t.float().div_(255.0) if t.dtype == torch.uint8 else t.float()
+        if self.mean is not None:
+            shape = (1, -1) + (1,) * (t.ndim - 2)
+            mean = torch.tensor(self.mean, dtype=torch.float32).view(shape)
+            std = torch.tensor(self.std, dtype=torch.float32).view(shape)
+            t = (t - mean) / std
+        return t.contiguous().to(device)
+
+
+# ------------------------------------------------------------------------------------------
+# Synthetic Gaussian mixture (Aubinais et al. 2025, §5.1.1)
+# ------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class GaussianMixture:
+    """A fixed mixture of isotropic Gaussians with 0/1 cluster labels.
+
+    Drawn by :meth:`random`:
+
+    * centres ``mu_j ~ N(0, centre_scale² I_dim)``, j = 1..k_modes, independently;
+    * labels: a uniformly random permutation of ``[0, 1, 0, 1, ...]`` (k_modes//2 clusters
+      of one label and the rest of the other), so both classes are present and balanced
+      within one cluster;
+    * mixture weights are uniform.
+
+    A sample picks a cluster ``j`` uniformly, then ``x = mu_j + sigma · eps`` with
+    ``eps ~ N(0, I_dim)`` and ``y = label_j``. The paper (§5.1.1) fixes dim = 128,
+    k_modes ∈ {6, 8, 16} and sigma ∈ {1.5, 2, 3} but does not say how centres are drawn;
+    the choice above is ours.
+
+    Attributes
+    ----------
+    centres : ndarray, shape (k_modes, dim), float64
+    labels : ndarray, shape (k_modes,), int64
+    sigma : float
+    """
+
+    centres: np.ndarray
+    labels: np.ndarray
+    sigma: float
+
+    @property
+    def dim(self) -> int:
+        return int(self.centres.shape[1])
+
+    @property
+    def k_modes(self) -> int:
+        return int(self.centres.shape[0])
+
+    @classmethod
+    def random(cls, *, dim: int = 128, k_modes: int, sigma: float, rng=None, centre_scale=1.0):
+        """Draw a mixture (centres and cluster labels) from ``rng`` (see the class docstring)."""
+        dim = positive_int(dim, "dim")
+        k_modes = positive_int(k_modes, "k_modes", minimum=2)
+        if not (np.isfinite(sigma) and sigma > 0):
+            raise MisValueError(f"sigma must be a positive finite number; got {sigma!r}")
+        if not (np.isfinite(centre_scale) and centre_scale > 0):
+            raise MisValueError(f"centre_scale must be positive; got {centre_scale!r}")
+        g = as_generator(rng)
+        centres = centre_scale * g.standard_normal((k_modes, dim))
+        labels = g.permutation(np.arange(k_modes) % 2).astype(np.int64)
+        return cls(centres=centres, labels=labels, sigma=float(sigma))
+
+    def sample(self, n: int, rng=None) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``n`` i.i.d. points.
+
+        Returns
+        -------
+        x : ndarray, shape (n, dim), float32
+        y : ndarray, shape (n,), int64
+        """
+        n = positive_int(n, "n")
+        g = as_generator(rng)
+        comp = g.integers(0, self.k_modes, size=n)
+        x = self.centres[comp] + self.sigma * g.standard_normal((n, self.dim))
+        return x.astype(np.float32), self.labels[comp].copy()
+
+
+def gaussian_mixture(n, *, dim=128, k_modes, sigma, rng=None, centre_scale=1.0):
+    """Draw a mixture from ``rng`` and then ``n`` points from it (Aubinais et al., §5.1.1).
+
+    Equivalent to ``g = as_generator(rng); GaussianMixture.random(..., rng=g).sample(n, g)``:
+    the same seed gives the same mixture and the same points. For fresh samples from the same
+    mixture (one training set per run, a common validation set), build the
+    :class:`GaussianMixture` once and call :meth:`GaussianMixture.sample` with one seed per run.
+
+    Returns
+    -------
+    x : ndarray, shape (n, dim), float32
+    y : ndarray, shape (n,), int64
+    """
+    g = as_generator(rng)
+    mix = GaussianMixture.random(
+        dim=dim, k_modes=k_modes, sigma=sigma, rng=g, centre_scale=centre_scale
+    )
+    return mix.sample(n, g)
+
+
+# ------------------------------------------------------------------------------------------
+# scikit-learn digits
+# ------------------------------------------------------------------------------------------
+def load_digits() -> Dataset:
+    """scikit-learn's bundled 8×8 handwritten digits (1,797 images, 10 classes).
+
+    Returns a :class:`Dataset` with ``x`` of shape (1797, 1, 8, 8) float32 in [0, 1]
+    (pixel values 0–16 divided by 16), ``y`` int64, no test split (use keep masks).
+    """
+    try:
+        from sklearn.datasets import load_digits as _sk_load_digits
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "load_digits needs scikit-learn (its bundled digits data set); "
+            "install it, e.g. `pip install scikit-learn`"
+        ) from None
+    bunch = _sk_load_digits()
+    x = (bunch.images.astype(np.float32) / 16.0)[:, None, :, :]
+    return Dataset(
+        x=np.ascontiguousarray(x), y=bunch.target.astype(np.int64), n_classes=10, name="digits"
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# Restricted unpickler (CIFAR python batches)
+# ------------------------------------------------------------------------------------------
+_ALLOWED_GLOBALS = frozenset(
+    {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("builtins", "bytearray"),
+        ("__builtin__", "bytearray"),
+        # Python 3 writes ``bytes`` under protocol < 3 as _codecs.encode(str, "latin1"):
+        # a pure data transform (codec lookup only imports from the ``encodings`` package).
+        ("_codecs", "encode"),
+    }
+)
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Admits builtin containers (opcodes, no globals) and numpy arrays; refuses anything else."""
+
+    def find_class(self, module, name):
+        if (module, name) in _ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(
+            f"refused to load global {module}.{name}: only builtin containers and numpy "
+            "arrays are allowed in a data file"
+        )
+
+
+def restricted_load(file, *, encoding: str = "bytes"):
+    """Unpickle ``file`` (a path or a binary file object) admitting only safe types.
+
+    Dicts, lists, tuples, strings, bytes and numbers come from pickle opcodes and need no
+    global; numpy arrays need the few numpy reconstruction functions listed in
+    ``_ALLOWED_GLOBALS`` (plus ``_codecs.encode``, which Python 3 uses for bytes under pickle
+    protocol 2). Any other global (``os.system``, ``builtins.eval``, a class…) is
+    refused with :class:`pickle.UnpicklingError` before it can be called.
+
+    ``encoding="bytes"`` matches the official CIFAR files (pickled by Python 2): dictionary
+    keys come back as ``bytes``.
+    """
+    if isinstance(file, (str, os.PathLike)):
+        with open(file, "rb") as f:
+            return _RestrictedUnpickler(f, encoding=encoding).load()
+    return _RestrictedUnpickler(file, encoding=encoding).load()
+
+
+def _missing(what: str, root: Path, expected: list[str]) -> FileNotFoundError:
+    listing = "\n  ".join(expected)
+    return FileNotFoundError(
+        f"{what} not found under {root}. Expected these files (the official python-format "
+        f"release, unpacked):\n  {listing}\nDownload it yourself and pass its directory as root."
+    )
+
+
+def _key(d: dict, name: str):
+    for k in (name.encode(), name):
+        if k in d:
+            return d[k]
+    raise MisValueError(f"CIFAR batch has no {name!r} entry; keys are {sorted(map(str, d))}")
+
+
+def _read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    d = restricted_load(path)
+    if not isinstance(d, dict):
+        raise MisValueError(f"{path} does not hold a dict (got {type(d).__name__})")
+    data = np.asarray(_key(d, "data"), dtype=np.uint8)
+    labels = np.asarray(_key(d, label_key), dtype=np.int64)
+    if data.ndim != 2 or data.shape[1] != 3072 or data.shape[0] != labels.shape[0]:
+        raise MisValueError(
+            f"{path}: expected data of shape (n, 3072) and n labels; "
+            f"got {data.shape} and {labels.shape}"
+        )
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def _cifar_dir(root, sub: str, probe: str) -> Path:
+    """``root/sub`` unless ``root`` itself holds the files (``probe`` is one of them)."""
+    root = Path(root)
+    return root if (root / probe).is_file() and not (root / sub).is_dir() else root / sub
+
+
+def load_cifar10(root) -> Dataset:
+    """CIFAR-10 from the official python batches.
+
+    Parameters
+    ----------
+    root : path
+        ``cifar-10-batches-py/`` itself or the directory containing it, holding
+        ``data_batch_1`` … ``data_batch_5`` and ``test_batch``.
+
+    Returns
+    -------
+    Dataset
+        ``x`` (50000, 3, 32, 32) uint8, ``y`` int64, ``x_test``/``y_test`` (10000 images),
+        10 classes, CIFAR-10 mean/std.
+    """
+    d = _cifar_dir(root, "cifar-10-batches-py", "test_batch")
+    train = [d / f"data_batch_{i}" for i in range(1, 6)]
+    expected = [*train, d / "test_batch"]
+    if not all(p.is_file() for p in expected):
+        raise _missing("CIFAR-10", Path(root), [str(p) for p in expected])
+    parts = [_read_cifar_batch(p, "labels") for p in train]
+    xt, yt = _read_cifar_batch(d / "test_batch", "labels")
+    return Dataset(
+        x=np.concatenate([p[0] for p in parts]),
+        y=np.concatenate([p[1] for p in parts]),
+        n_classes=10,
+        x_test=xt,
+        y_test=yt,
+        mean=CIFAR10_MEAN,
+        std=CIFAR10_STD,
+        name="cifar10",
+    )
+
+
+def load_cifar100(root, *, label: str = "fine") -> Dataset:
+    """CIFAR-100 from the official python files ``train`` and ``test``.
+
+    Parameters
+    ----------
+    root : path
+        ``cifar-100-python/`` itself or the directory containing it.
+    label : {"fine", "coarse"}
+        100 fine classes (default) or 20 coarse superclasses.
+    """
+    if label not in ("fine", "coarse"):
+        raise MisValueError(f"label must be 'fine' or 'coarse'; got {label!r}")
+    d = _cifar_dir(root, "cifar-100-python", "test")
+    expected = [d / "train", d / "test"]
+    if not all(p.is_file() for p in expected):
+        raise _missing("CIFAR-100", Path(root), [str(p) for p in expected])
+    x, y = _read_cifar_batch(d / "train", f"{label}_labels")
+    xt, yt = _read_cifar_batch(d / "test", f"{label}_labels")
+    return Dataset(
+        x=x,
+        y=y,
+        n_classes=100 if label == "fine" else 20,
+        x_test=xt,
+        y_test=yt,
+        mean=CIFAR100_MEAN,
+        std=CIFAR100_STD,
+        name=f"cifar100-{label}",
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# TinyImageNet
+# ------------------------------------------------------------------------------------------
+def _read_image(path: Path, size: int) -> np.ndarray:
+    from PIL import Image  # Pillow: installed as a dependency of matplotlib
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        if im.size != (size, size):
+            raise MisValueError(f"{path}: expected a {size}×{size} image; got {im.size}")
+        return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
+
+
+def load_tinyimagenet(root, *, cache: bool = False, progress: bool | None = None) -> Dataset:
+    """TinyImageNet-200 from the official directory layout.
+
+    Expected under ``root`` (``tiny-imagenet-200/`` itself or its parent)::
+
+        wnids.txt                          200 class ids, one per line (label = line order)
+        train/<wnid>/images/*.JPEG         500 training images per class
+        val/val_annotations.txt            "<file>\\t<wnid>\\t..." per validation image
+        val/images/*.JPEG                  10,000 validation images (used as the test split)
+
+    Images are decoded with Pillow (a dependency of matplotlib) to RGB uint8, NCHW, 64×64.
+    With ``cache=True`` the decoded arrays are stored once as ``mis_cache.npz`` next to
+    ``wnids.txt`` (written atomically) and read from there afterwards.
+    """
+    root = Path(root)
+    d = root / "tiny-imagenet-200" if (root / "tiny-imagenet-200").is_dir() else root
+    expected = [d / "wnids.txt", d / "train", d / "val" / "val_annotations.txt", d / "val/images"]
+    if not all(p.exists() for p in expected):
+        raise _missing(
+            "TinyImageNet",
+            root,
+            [
+                str(d / "wnids.txt"),
+                str(d / "train/<wnid>/images/*.JPEG"),
+                str(d / "val/val_annotations.txt"),
+                str(d / "val/images/*.JPEG"),
+            ],
+        )
+    cache_file = d / "mis_cache.npz"
+    meta = dict(n_classes=200, mean=TINYIMAGENET_MEAN, std=TINYIMAGENET_STD, name="tinyimagenet")
+    if cache and cache_file.is_file():
+        with np.load(cache_file, allow_pickle=False) as z:
+            return Dataset(x=z["x"], y=z["y"], x_test=z["x_test"], y_test=z["y_test"], **meta)
+    wnids = [w.strip() for w in (d / "wnids.txt").read_text().splitlines() if w.strip()]
+    index = {w: i for i, w in enumerate(wnids)}
+    files, labels = [], []
+    for w in wnids:
+        imgs = sorted((d / "train" / w / "images").glob("*.JPEG"))
+        files += imgs
+        labels += [index[w]] * len(imgs)
+    vfiles, vlabels = [], []
+    for line in (d / "val" / "val_annotations.txt").read_text().splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 2:
+            if parts[1] not in index:
+                raise MisValueError(f"val_annotations.txt names unknown class {parts[1]!r}")
+            vfiles.append(d / "val" / "images" / parts[0])
+            vlabels.append(index[parts[1]])
+    from mis.train import progress_bar
+
+    def read(paths, desc):
+        out = np.empty((len(paths), 3, 64, 64), dtype=np.uint8)
+        for i, p in enumerate(progress_bar(paths, desc=desc, enabled=progress)):
+            out[i] = _read_image(p, 64)
+        return out
+
+    ds = Dataset(
+        x=read(files, "tinyimagenet train"),
+        y=np.asarray(labels, dtype=np.int64),
+        x_test=read(vfiles, "tinyimagenet val"),
+        y_test=np.asarray(vlabels, dtype=np.int64),
+        **meta,
+    )
+    if cache:
+        from mis.store import atomic_write
+
+        def write(f):
+            buf = io.BytesIO()
+            np.savez(buf, x=ds.x, y=ds.y, x_test=ds.x_test, y_test=ds.y_test)
+            f.write(buf.getvalue())
+
+        atomic_write(cache_file, write)
+    return ds
+
+
+# ------------------------------------------------------------------------------------------
+# npz
+# ------------------------------------------------------------------------------------------
+def load_npz(path, *, n_classes: int | None = None) -> Dataset:
+    """Any data set saved with :func:`numpy.savez`: arrays ``x`` and ``y`` (or ``X``/``Y``),
+    optionally ``x_test`` and ``y_test``. Read with ``allow_pickle=False``.
+
+    ``n_classes`` defaults to ``max(y) + 1`` over both splits.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found (expected an .npz with arrays 'x' and 'y')")
+    with np.load(path, allow_pickle=False) as z:
+        keys = set(z.files)
+
+        def get(*names):
+            for k in names:
+                if k in keys:
+                    return z[k]
+            return None
+
+        x, y = get("x", "X"), get("y", "Y")
+        if x is None or y is None:
+            raise MisValueError(f"{path} must hold arrays 'x' and 'y'; it holds {sorted(keys)}")
+        xt, yt = get("x_test", "X_test"), get("y_test", "Y_test")
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != x.shape[0] or not np.issubdtype(y.dtype, np.integer):
+        raise MisValueError(
+            f"{path}: y must be 1-D integer labels, one per row of x ({x.shape[0]}); "
+            f"got shape {y.shape}, dtype {y.dtype}"
+        )
+    if (xt is None) != (yt is None):
+        raise MisValueError(f"{path}: give both x_test and y_test or neither")
+    ys = [y] + ([yt] if yt is not None else [])
+    if n_classes is None:
+        n_classes = int(max(int(v.max()) for v in ys)) + 1
+    if any(int(v.min()) < 0 or int(v.max()) >= n_classes for v in ys):
+        raise MisValueError(f"{path}: labels must lie in 0..{n_classes - 1}")
+    return Dataset(
+        x=x,
+        y=y.astype(np.int64),
+        n_classes=int(n_classes),
+        x_test=xt,
+        y_test=None if yt is None else np.asarray(yt, dtype=np.int64),
+        name=path.stem,
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# Augmentations (pure tensor ops on NCHW batches)
+# ------------------------------------------------------------------------------------------
+def hflip(x):
+    """Mirror a batch ``(N, C, H, W)`` left–right."""
+    return x.flip(-1)
+
+
+def shift(x, dy: int, dx: int, *, mode: str = "reflect"):
+    """Translate a batch ``(N, C, H, W)`` by ``(dy, dx)`` pixels (content moves down/right).
+
+    The vacated border is filled by padding the image (``mode``: ``"reflect"`` as in the LiRA
+    reference's queries, or ``"constant"`` for zeros) and cropping back to ``H × W``.
+    """
+    import torch.nn.functional as F
+
+    if dy == 0 and dx == 0:
+        return x
+    p = max(abs(dy), abs(dx))
+    h, w = x.shape[-2:]
+    xp = F.pad(x, (p, p, p, p), mode=mode)
+    return xp[..., p - dy : p - dy + h, p - dx : p - dx + w]
+
+
+def augmentation_queries(n_aug: int = 2, *, max_shift: int = 4) -> list[tuple[str, Callable]]:
+    """The test-time queries of LiRA (Carlini et al. 2022, §VI).
+
+    ``n_aug = 1``: the image; ``2``: image and its mirror; ``18``: {image, mirror} ×
+    shifts (dy, dx) ∈ {-s, 0, s}² with ``s = max_shift`` (reflect padding).
+
+    Returns
+    -------
+    list of (name, callable)
+        Each callable maps an NCHW batch to the augmented batch; the first is the identity.
+    """
+    if n_aug not in (1, 2, 18):
+        raise MisValueError(f"n_aug must be 1, 2 or 18; got {n_aug!r}")
+    ident = [("id", lambda x: x)]
+    if n_aug == 1:
+        return ident
+    if n_aug == 2:
+        return [*ident, ("flip", hflip)]
+    s = positive_int(max_shift, "max_shift")
+    out = []
+    for flip in (False, True):
+        for dy in (-s, 0, s):
+            for dx in (-s, 0, s):
+                out.append(_query(flip, dy, dx))
+    out.sort(key=lambda q: q[0] != "id")  # identity first
+    return out
+
+
+def _query(flip: bool, dy: int, dx: int):
+    name = ("flip" if flip else "") + (f"_shift{dy:+d}{dx:+d}" if (dy or dx) else "")
+    name = name.lstrip("_") or "id"
+
+    def q(x):
+        x = hflip(x) if flip else x
+        return shift(x, dy, dx)
+
+    return name, q
+
+
+def random_flip_crop(x, flip, offsets, padding: int = 4):
+    """Apply per-image flips and crops (the standard CIFAR training augmentation).
+
+    Parameters
+    ----------
+    x : Tensor, shape (N, C, H, W)
+    flip : bool Tensor, shape (N,)
+        Mirror image i when true.
+    offsets : int Tensor, shape (N, 2)
+        Top-left corner ``(oy, ox)`` in ``0 .. 2·padding`` of the crop taken from the
+        zero-padded image; ``(padding, padding)`` is the identity.
+    padding : int
+        Zero padding on every side (torchvision's ``RandomCrop(32, padding=4)``).
+
+    Returns
+    -------
+    Tensor, shape (N, C, H, W)
+    """
+    import torch
+    import torch.nn.functional as F
+
+    n, c, h, w = x.shape
+    x = torch.where(flip.view(n, 1, 1, 1).to(x.device), x.flip(-1), x)
+    if padding == 0:
+        return x
+    xp = F.pad(x, (padding, padding, padding, padding))
+    offsets = offsets.to(x.device)
+    rows = offsets[:, 0:1] + torch.arange(h, device=x.device)  # (N, H)
+    cols = offsets[:, 1:2] + torch.arange(w, device=x.device)  # (N, W)
+    bi = torch.arange(n, device=x.device).view(n, 1, 1, 1)
+    ci = torch.arange(c, device=x.device).view(1, c, 1, 1)
+    return xp[bi, ci, rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]

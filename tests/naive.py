@@ -214,9 +214,10 @@ def permutation_pvalues(x, y):
 
 def shift_image(x, dy, dx, mode):
     """Translate NCHW images pixel by pixel: out[i, j] = x[i - dy, j - dx], borders padded."""
-    n, c, h, w = x.shape
+    h, w = x.shape[2:]
     p = max(abs(dy), abs(dx))
-    pad = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), mode="reflect" if mode == "reflect" else "constant")
+    pad_mode = "reflect" if mode == "reflect" else "constant"
+    pad = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), mode=pad_mode)
     out = np.empty_like(x)
     for i in range(h):
         for j in range(w):
@@ -256,3 +257,259 @@ def keep_best(losses, hashes, epochs, b):
     for r, i in enumerate(chosen):
         out_l[r], out_h[r], out_e[r] = losses[i], hashes[i], epochs[i]
     return out_l, out_h, out_e
+
+
+# ============================================================================================
+# quant: affine grids, L_p range search, the Aubinais et al. quantizers (element by element)
+# ============================================================================================
+
+
+def affine_scale_zero(lo, hi, n_levels, symmetric=False):
+    """(s, z) of one range, plain Python floats (float64): the reference convention."""
+    if symmetric:
+        a = max(abs(lo), abs(hi))
+        lo, hi = -a, a
+    if hi - lo <= 0:
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
+        if hi - lo <= 0:
+            lo, hi = -1.0, 1.0
+    s = (hi - lo) / (n_levels - 1)
+    z = float(n_levels // 2) if symmetric else float(np.round(-lo / s))
+    return s, z
+
+
+def affine_fake_quant_row(row, s, z, n_levels):
+    """Ŵ = s·(clamp(round(w/s) + z, 0, L-1) - z), one value at a time (half-to-even)."""
+    out = []
+    for v in row:
+        q = min(max(float(np.round(v / s)) + z, 0.0), n_levels - 1.0)
+        out.append(s * (q - z))
+    return np.array(out)
+
+
+def lp_search_loop(
+    w2d,
+    n_levels,
+    *,
+    include_zero=True,
+    symmetric=False,
+    norm=2.4,
+    n_candidates=80,
+    shrink_step=0.01,
+):
+    """The reference PTQ search, channel by channel and candidate by candidate (float64).
+
+    Returns (errors of shape (C, n_candidates), first-minimum index per channel).
+    """
+    w2d = np.asarray(w2d, dtype=np.float64)
+    errs = np.empty((w2d.shape[0], n_candidates))
+    for c, row in enumerate(w2d):
+        lo, hi = float(row.min()), float(row.max())
+        if include_zero:
+            lo, hi = min(lo, 0.0), max(hi, 0.0)
+        if symmetric:
+            a = max(abs(lo), abs(hi))
+            lo, hi = -a, a
+        if hi - lo <= 0:
+            lo, hi = min(lo, 0.0), max(hi, 0.0)
+            if hi - lo <= 0:
+                lo, hi = -1.0, 1.0
+        for i in range(n_candidates):
+            f = 1.0 - i * shrink_step
+            s, z = affine_scale_zero(lo * f, hi * f, n_levels, symmetric)
+            q = affine_fake_quant_row(row, s, z, n_levels)
+            errs[c, i] = sum(abs(a - b) ** norm for a, b in zip(row, q, strict=True))
+    best = np.array([int(np.argmin(e)) for e in errs])
+    return errs, best
+
+
+def ternary_naive(w, sparsity):
+    """x % smallest |w| (ties: lower flat index first) -> 0, the rest -> sign (sign(0) = +1)."""
+    flat = np.asarray(w, dtype=np.float64).ravel()
+    k = int(sparsity * flat.size + 0.5)
+    order = sorted(range(flat.size), key=lambda i: (abs(flat[i]), i))
+    out = np.array([1.0 if v >= 0 else -1.0 for v in flat])
+    for i in order[:k]:
+        out[i] = 0.0
+    return out.reshape(np.shape(w))
+
+
+def bbit_naive(w, bits):
+    """Aubinais b bits: sign(θ)·(α/n)·(smallest k in 1..n with k·α/n >= |θ|, else n)."""
+    flat = np.asarray(w, dtype=np.float64).ravel()
+    n = 2 ** (bits - 1)
+    m = max(abs(v) for v in flat)
+    alpha = 2.0 ** np.round(np.log2(m)) if m > 0 else 1.0
+    out = []
+    for v in flat:
+        k = n
+        for j in range(1, n + 1):
+            if j * alpha / n >= abs(v):
+                k = j
+                break
+        out.append((1.0 if v >= 0 else -1.0) * k * alpha / n)
+    return np.array(out).reshape(np.shape(w))
+
+
+def distinct_per_row(w2d):
+    """Number of distinct values in each row."""
+    return np.array([len(set(np.asarray(r).tolist())) for r in w2d])
+
+
+# ============================================================================================
+# attacks: LiRA (per example, scipy), the reference code's formulas, RMIA, thresholds
+# ============================================================================================
+
+
+def lira_signal_naive(logits, labels):
+    """log p_y − log Σ_{c≠y} p_c with scipy's logsumexp, one row at a time."""
+    from scipy.special import logsumexp
+
+    logits = np.asarray(logits, dtype=np.float64)
+    n_models, n_examples, n_queries, _ = logits.shape
+    out = np.empty((n_models, n_examples, n_queries))
+    for m in range(n_models):
+        for j in range(n_examples):
+            y = labels[j]
+            for q in range(n_queries):
+                row = logits[m, j, q]
+                lp = row - logsumexp(row)
+                out[m, j, q] = lp[y] - logsumexp(np.delete(lp, y))
+    return out
+
+
+def lira_naive(
+    signals, keep, target, mode="online", fixed_variance=False, center="mean", var_floor=1e-12
+):
+    """LiRA for one target, example by example with scipy.stats.norm.
+
+    The estimator of mis.attacks.lira: ML variances, pooled variance Σ SS / Σ n,
+    every variance raised to at least var_floor, online log-likelihood ratio,
+    offline log Φ.
+    """
+    from scipy import stats
+
+    signals = np.asarray(signals, dtype=np.float64)
+    keep = np.asarray(keep, dtype=bool)
+    n_models, n_examples, n_queries = signals.shape
+    shadows = [m for m in range(n_models) if m != target]
+    centre = np.median if center == "median" else np.mean
+    mu = {True: np.empty((n_examples, n_queries)), False: np.empty((n_examples, n_queries))}
+    var = {True: np.empty((n_examples, n_queries)), False: np.empty((n_examples, n_queries))}
+    ss_tot = {True: 0.0, False: 0.0}
+    n_tot = {True: 0, False: 0}
+    for j in range(n_examples):
+        for member in (True, False):
+            if mode == "offline" and member:
+                continue
+            vals = signals[[m for m in shadows if keep[m, j] == member], j, :]  # (n_set, Q)
+            for q in range(n_queries):
+                mu[member][j, q] = centre(vals[:, q])
+                var[member][j, q] = np.var(vals[:, q])
+                ss_tot[member] += np.sum((vals[:, q] - vals[:, q].mean()) ** 2)
+                n_tot[member] += len(vals)
+    scores = np.empty(n_examples)
+    for j in range(n_examples):
+        total = 0.0
+        for q in range(n_queries):
+            s = signals[target, j, q]
+            v_out = ss_tot[False] / n_tot[False] if fixed_variance else var[False][j, q]
+            v_out = max(v_out, var_floor)
+            if mode == "offline":
+                total += stats.norm.logcdf(s, mu[False][j, q], np.sqrt(v_out))
+            else:
+                v_in = ss_tot[True] / n_tot[True] if fixed_variance else var[True][j, q]
+                v_in = max(v_in, var_floor)
+                total += stats.norm.logpdf(s, mu[True][j, q], np.sqrt(v_in))
+                total -= stats.norm.logpdf(s, mu[False][j, q], np.sqrt(v_out))
+        scores[j] = total / n_queries
+    return scores
+
+
+def carlini_score_py(opredictions, labels):
+    """Transcription of the reference score.py for one model: logits (N, 1, A, C) → (N, A)."""
+    predictions = opredictions - np.max(opredictions, axis=3, keepdims=True)
+    predictions = np.array(np.exp(predictions), dtype=np.float64)
+    predictions = predictions / np.sum(predictions, axis=3, keepdims=True)
+    count = predictions.shape[0]
+    y_true = predictions[np.arange(count), :, :, labels[:count]]
+    predictions[np.arange(count), :, :, labels[:count]] = 0
+    y_wrong = np.sum(predictions, axis=3)
+    return np.log(y_true.mean(1) + 1e-45) - np.log(y_wrong.mean(1) + 1e-45)
+
+
+def carlini_generate(keep, scores, check_keep, check_scores, offline=False, fix_variance=False):
+    """Transcription of the reference plot.py generate_ours / generate_ours_offline.
+
+    Python loop over examples to collect the IN/OUT values (truncated to the
+    smallest count), median centre, np.std spread, std + 1e-30, two-sided
+    logpdf offline; returns (prediction, answers) with lower prediction = member.
+    """
+    from scipy import stats
+
+    dat_in = []
+    dat_out = []
+    for j in range(scores.shape[1]):
+        dat_in.append(scores[keep[:, j], j, :])
+        dat_out.append(scores[~keep[:, j], j, :])
+    in_size = min(min(map(len, dat_in)), 100000)
+    out_size = min(min(map(len, dat_out)), 100000)
+    dat_out = np.array([x[:out_size] for x in dat_out])
+    mean_out = np.median(dat_out, 1)
+    prediction = []
+    answers = []
+    if offline:
+        std_out = np.std(dat_out) if fix_variance else np.std(dat_out, 1)
+        for ans, sc in zip(check_keep, check_scores, strict=True):
+            score = stats.norm.logpdf(sc, mean_out, std_out + 1e-30)
+            prediction.extend(score.mean(1))
+            answers.extend(ans)
+        return prediction, answers
+    dat_in = np.array([x[:in_size] for x in dat_in])
+    mean_in = np.median(dat_in, 1)
+    if fix_variance:
+        std_in = np.std(dat_in)
+        std_out = np.std(dat_in)
+    else:
+        std_in = np.std(dat_in, 1)
+        std_out = np.std(dat_out, 1)
+    for ans, sc in zip(check_keep, check_scores, strict=True):
+        pr_in = -stats.norm.logpdf(sc, mean_in, std_in + 1e-30)
+        pr_out = -stats.norm.logpdf(sc, mean_out, std_out + 1e-30)
+        score = pr_in - pr_out
+        prediction.extend(score.mean(1))
+        answers.extend(ans)
+    return prediction, answers
+
+
+def carlini_global(check_keep, check_scores):
+    """Transcription of the reference plot.py generate_global (lower prediction = member)."""
+    prediction = []
+    answers = []
+    for ans, sc in zip(check_keep, check_scores, strict=True):
+        prediction.extend(-sc.mean(1))
+        answers.extend(ans)
+    return prediction, answers
+
+
+def rmia_naive(probs, keep, target, mode="offline", a=0.3, gamma=2.0, population=None):
+    """RMIA for one target by the double loop over (x, z) of Zarifzadeh et al. (2024), Eq. 3–4."""
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim == 3:
+        p = p.mean(axis=2)
+    n_models, n_examples = p.shape
+    refs = [m for m in range(n_models) if m != target]
+    pop = list(range(n_examples)) if population is None else list(population)
+
+    def pr(e):
+        if mode == "online":
+            return float(np.mean([p[m, e] for m in refs]))
+        p_out = float(np.mean([p[m, e] for m in refs if not keep[m, e]]))
+        return ((1 + a) * p_out + (1 - a)) / 2
+
+    ratio = [p[target, e] / pr(e) for e in range(n_examples)]
+    scores = np.empty(n_examples)
+    for x in range(n_examples):
+        zs = [z for z in pop if z != x]
+        scores[x] = sum(ratio[x] >= gamma * ratio[z] for z in zs) / len(zs)
+    return scores

@@ -296,29 +296,37 @@ def lp_search_loop(
     norm=2.4,
     n_candidates=80,
     shrink_step=0.01,
+    dtype=np.float64,
 ):
-    """The reference PTQ search, channel by channel and candidate by candidate (float64).
+    """The reference PTQ search, channel by channel and candidate by candidate.
 
-    Returns (errors of shape (C, n_candidates), first-minimum index per channel).
+    Grid arithmetic in ``dtype`` (float32 mirrors the float32 library step for step),
+    errors summed in float64. Returns (errors (C, n_candidates), first-minimum index).
     """
-    w2d = np.asarray(w2d, dtype=np.float64)
+    t = np.dtype(dtype).type
+    w2d = np.asarray(w2d, dtype=dtype)
     errs = np.empty((w2d.shape[0], n_candidates))
     for c, row in enumerate(w2d):
-        lo, hi = float(row.min()), float(row.max())
+        lo, hi = row.min(), row.max()
         if include_zero:
-            lo, hi = min(lo, 0.0), max(hi, 0.0)
+            lo, hi = min(lo, t(0)), max(hi, t(0))
         if symmetric:
             a = max(abs(lo), abs(hi))
             lo, hi = -a, a
         if hi - lo <= 0:
-            lo, hi = min(lo, 0.0), max(hi, 0.0)
+            lo, hi = min(lo, t(0)), max(hi, t(0))
             if hi - lo <= 0:
-                lo, hi = -1.0, 1.0
+                lo, hi = t(-1), t(1)
         for i in range(n_candidates):
-            f = 1.0 - i * shrink_step
-            s, z = affine_scale_zero(lo * f, hi * f, n_levels, symmetric)
-            q = affine_fake_quant_row(row, s, z, n_levels)
-            errs[c, i] = sum(abs(a - b) ** norm for a, b in zip(row, q, strict=True))
+            f = t(1.0 - i * shrink_step)
+            lo_f, hi_f = lo * f, hi * f
+            s = max((hi_f - lo_f) / t(n_levels - 1), t(np.finfo(dtype).tiny))
+            z = t(n_levels // 2) if symmetric else np.round(-lo_f / s)
+            total = 0.0
+            for v in row:
+                q = min(max(np.round(v / s) + z, t(0)), t(n_levels - 1))
+                total += abs(float(v - s * (q - z))) ** norm
+            errs[c, i] = total
     best = np.array([int(np.argmin(e)) for e in errs])
     return errs, best
 

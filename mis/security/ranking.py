@@ -1,0 +1,723 @@
+"""Ranking quantizers by privacy, with the uncertainty that comes from the runs.
+
+Every function takes per-run values, shape (n_runs, n_quantizers): typically
+``rq_batch(...)`` (one r_Q per training run and quantizer), or per-run MIS
+estimates (``MisResult.per_run_mis``). The runs are the independent units, so
+every interval here is a bootstrap over runs. Higher values mean more private
+(rank 1 = most private), as for r_Q and the MIS.
+
+Infinite values. r_Q is +inf when a run's trajectory has a single distinct
+quantized point (see :mod:`mis.security.rq`); other measures never are. Two
+policies, chosen with ``inf_policy``:
+
+* ``"propagate"`` (default): +inf is a value like any other. A mean over runs is
+  +inf as soon as one run is +inf; a median only when at least half are. In a
+  ranking, +inf is the largest value and equal values tie (average ranks for
+  correlations; random tie-breaking for the rank-frequency matrices of
+  :func:`rank_stability`). A difference +inf − (+inf) counts as 0 (a tie).
+* ``"omit"``: +inf runs are left out of that quantizer's mean or median (the
+  count is reported); a quantizer whose runs are all +inf keeps +inf.
+
+NaN and −inf are invalid input.
+
+References: Aubinais et al. (2025), §5.1 and Fig. 1 (rank stability over random
+subsets of runs), Fig. 2 (Spearman correlation between r_Q and the MIS);
+Efron & Tibshirani (1993) §13 (percentile bootstrap), §16.4 (bootstrap tests);
+Kendall (1938) and Kendall (1945) for τ_b; exact permutation p-values:
+Pitman (1937).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from mis._kernels import rq as _k
+from mis._validation import as_generator, choice, draw_seed, positive_int
+from mis.exceptions import MisValueError, UndefinedMetricWarning
+from mis.metrics import Difference, Interval
+
+__all__ = [
+    "AdjacentComparison",
+    "QuantizerRanking",
+    "RankAgreement",
+    "RankStability",
+    "rank_agreement",
+    "rank_quantizers",
+    "rank_stability",
+]
+
+STATISTICS = ("mean", "median")
+INF_POLICIES = ("propagate", "omit")
+EXACT_MAX_QUANTIZERS = 10  # 10! = 3,628,800 permutations, under a second
+_BOOT_CHUNK_ELEMENTS = 4_000_000  # resamples × runs × quantizers held at once
+
+
+# --------------------------------------------------------------------------------------------
+# shared machinery
+# --------------------------------------------------------------------------------------------
+def _check_values(values, name: str, allow_1d: bool = False) -> np.ndarray:
+    arr = np.asarray(values)
+    shapes = "(n_runs, n_quantizers)" + (" or (n_quantizers,)" if allow_1d else "")
+    if arr.ndim != 2 and not (allow_1d and arr.ndim == 1):
+        raise MisValueError(f"{name} must have shape {shapes}; got an array of shape {arr.shape}")
+    if arr.size == 0:
+        raise MisValueError(f"{name} must not be empty; got shape {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise MisValueError(f"{name} must be a real numeric array; got dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if np.isnan(arr).any():
+        raise MisValueError(f"{name} must not contain NaN; found {int(np.isnan(arr).sum())}")
+    if (arr == -np.inf).any():
+        raise MisValueError(f"{name} must not contain -inf (only +inf, e.g. an r_Q with one point)")
+    return arr
+
+
+def _check_common(statistic, inf_policy, confidence_level=None) -> None:
+    choice(statistic, "statistic", STATISTICS)
+    choice(inf_policy, "inf_policy", INF_POLICIES)
+    if confidence_level is not None:
+        level = np.asarray(confidence_level, dtype=float)
+        if level.ndim != 0 or not 0.0 < level < 1.0:
+            raise MisValueError(
+                f"confidence_level must be a number in (0, 1); got {confidence_level!r}"
+            )
+
+
+def _check_names(names, n: int) -> tuple[str, ...]:
+    if names is None:
+        return tuple(f"q{j}" for j in range(n))
+    names = tuple(str(s) for s in names)
+    if len(names) != n:
+        raise MisValueError(f"names must have one entry per quantizer ({n}); got {len(names)}")
+    return names
+
+
+def _summarise(v: np.ndarray, statistic: str, inf_policy: str) -> np.ndarray:
+    """Mean or median over the runs axis (-2) of ``v`` (..., n_runs, n_quantizers)."""
+    if inf_policy == "propagate":
+        return v.mean(axis=-2) if statistic == "mean" else np.median(v, axis=-2)
+    w = np.where(np.isinf(v), np.nan, v)
+    all_inf = np.isnan(w).all(axis=-2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-inf columns: handled below
+        out = np.nanmean(w, axis=-2) if statistic == "mean" else np.nanmedian(w, axis=-2)
+    return np.where(all_inf, np.inf, out)
+
+
+def _bootstrap_summaries(
+    v: np.ndarray, n_resamples: int, gen: np.random.Generator, statistics, inf_policy: str
+) -> list[np.ndarray]:
+    """Summaries of ``n_resamples`` resamples of the runs; one (B, n_quantizers) per statistic.
+
+    The run indices of every resample are drawn first, in one call, so the
+    result does not depend on the chunking.
+    """
+    n_runs, n_q = v.shape
+    idx = gen.integers(0, n_runs, size=(n_resamples, n_runs))
+    outs = [np.empty((n_resamples, n_q)) for _ in statistics]
+    step = max(1, _BOOT_CHUNK_ELEMENTS // (n_runs * n_q))
+    for b0 in range(0, n_resamples, step):
+        block = v[idx[b0 : b0 + step]]  # (b, n_runs, n_q)
+        for out, stat in zip(outs, statistics, strict=True):
+            out[b0 : b0 + step] = _summarise(block, stat, inf_policy)
+    return outs
+
+
+def _quantile(sorted_r: np.ndarray, q: float) -> float:
+    """Linear-interpolation quantile (numpy's default) of sorted values that may hold +inf."""
+    h = (sorted_r.size - 1) * q
+    i = math.floor(h)
+    frac = h - i
+    a = float(sorted_r[i])
+    if frac == 0.0 or i + 1 >= sorted_r.size:
+        return a
+    b = float(sorted_r[i + 1])
+    if math.isinf(b):
+        return math.inf  # a < inf = b and frac > 0, or both +inf
+    return a + frac * (b - a)
+
+
+def _percentile(reps: np.ndarray, confidence_level: float) -> tuple[float, float]:
+    """Percentile interval of 1-D replicates that may hold +inf (NaN replicates dropped)."""
+    reps = np.sort(reps[~np.isnan(reps)])
+    if reps.size == 0:
+        return math.nan, math.nan
+    alpha = (1.0 - confidence_level) / 2.0
+    return _quantile(reps, alpha), _quantile(reps, 1.0 - alpha)
+
+
+def _diff(a, b):
+    """a − b with +inf − (+inf) = 0 (a tie)."""
+    with np.errstate(invalid="ignore"):
+        d = np.subtract(a, b)
+    return np.where(np.isinf(a) & np.isinf(b), 0.0, d)
+
+
+def _ranks_desc(s: np.ndarray) -> np.ndarray:
+    """Average ranks along the last axis, 1 = largest value."""
+    return stats.rankdata(-s, method="average", axis=-1)
+
+
+def _order_desc(s: np.ndarray) -> np.ndarray:
+    """Indices from largest to smallest value; ties by index."""
+    return np.lexsort((np.arange(s.shape[-1]), -s))
+
+
+def _spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman ρ (average ranks) between matching rows of ``a`` and ``b``; NaN if constant."""
+    ra = stats.rankdata(a, axis=-1)
+    rb = stats.rankdata(b, axis=-1)
+    ra = ra - ra.mean(axis=-1, keepdims=True)
+    rb = rb - rb.mean(axis=-1, keepdims=True)
+    den = np.sqrt((ra * ra).sum(axis=-1) * (rb * rb).sum(axis=-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (ra * rb).sum(axis=-1) / np.where(den > 0, den, 1.0), np.nan)
+
+
+def _signs(a: np.ndarray) -> np.ndarray:
+    """sign(a_i − a_j) along the last axis, shape (..., q, q); correct for +inf."""
+    x = a[..., :, None]
+    y = a[..., None, :]
+    return (x > y).astype(np.float64) - (x < y).astype(np.float64)
+
+
+def _kendall_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Kendall τ_b between matching rows; NaN if one row is constant."""
+    sa = _signs(a)
+    sb = _signs(b)
+    num = (sa * sb).sum(axis=(-2, -1))
+    den = np.sqrt((sa * sa).sum(axis=(-2, -1)) * (sb * sb).sum(axis=(-2, -1)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+# --------------------------------------------------------------------------------------------
+# rank_quantizers
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AdjacentComparison:
+    """Two quantizers adjacent in a ranking: is the higher one significantly more private?
+
+    ``difference`` is statistic(higher) − statistic(lower) with its bootstrap
+    interval and two-sided p-value; ``significant`` is ``difference.low > 0``.
+    """
+
+    higher: str
+    lower: str
+    difference: Difference
+    significant: bool
+
+
+@dataclass(frozen=True)
+class QuantizerRanking:
+    """Quantizers ranked by privacy (result of :func:`rank_quantizers`).
+
+    Attributes
+    ----------
+    names : tuple of str
+        Quantizer names, input order.
+    statistic : str
+        The summary that ranks: ``"mean"`` or ``"median"`` over runs.
+    inf_policy : str
+    mean, median : tuple of Interval
+        Per quantizer (input order), with bootstrap-over-runs percentile intervals.
+    n_inf : tuple of int
+        Runs with a value of +inf, per quantizer.
+    ranks : tuple of float
+        Rank of each quantizer (input order), 1 = most private; ties share the
+        average rank.
+    order : tuple of int
+        Quantizer indices from most to least private (ties: input order).
+    adjacent : tuple of AdjacentComparison
+        One per consecutive pair of ``order``.
+    confidence_level : float
+    n_resamples, n_runs : int
+    replicates : ndarray, shape (n_resamples, n_quantizers)
+        Bootstrap distribution of the ranking statistic.
+    """
+
+    names: tuple[str, ...]
+    statistic: str
+    inf_policy: str
+    mean: tuple[Interval, ...]
+    median: tuple[Interval, ...]
+    n_inf: tuple[int, ...]
+    ranks: tuple[float, ...]
+    order: tuple[int, ...]
+    adjacent: tuple[AdjacentComparison, ...]
+    confidence_level: float
+    n_resamples: int
+    n_runs: int
+    replicates: np.ndarray = field(repr=False, compare=False)
+
+    def ranked_names(self) -> list[str]:
+        """Names from most to least private."""
+        return [self.names[j] for j in self.order]
+
+    def table(self) -> list[dict]:
+        """One row per quantizer, most private first (for tables and JSON)."""
+        rows = []
+        for j in self.order:
+            rows.append(
+                {
+                    "name": self.names[j],
+                    "rank": self.ranks[j],
+                    "mean": asdict(self.mean[j]),
+                    "median": asdict(self.median[j]),
+                    "n_inf": self.n_inf[j],
+                }
+            )
+        return rows
+
+
+def rank_quantizers(
+    rq_values,
+    names=None,
+    *,
+    statistic: str = "mean",
+    inf_policy: str = "propagate",
+    n_resamples: int = 2000,
+    confidence_level: float = 0.95,
+    rng=None,
+) -> QuantizerRanking:
+    """Rank quantizers by mean (or median) r_Q over runs, with bootstrap-over-runs intervals.
+
+    Parameters
+    ----------
+    rq_values : array_like, shape (n_runs, n_quantizers)
+        One value per run and quantizer (e.g. :func:`~mis.security.rq_batch`);
+        higher = more private. +inf allowed (see the module docstring).
+    names : sequence of str, optional
+        Quantizer names (default ``q0, q1, ...``).
+    statistic : {"mean", "median"}
+        The summary over runs that ranks (Aubinais et al. rank by the mean).
+    inf_policy : {"propagate", "omit"}
+        How +inf values enter means and medians (module docstring).
+    n_resamples : int, default 2000
+        Bootstrap resamples of the runs (with replacement).
+    confidence_level : float, default 0.95
+    rng : int, Generator or None
+
+    Returns
+    -------
+    QuantizerRanking
+        For each pair of quantizers adjacent in the ranking, the paired
+        bootstrap difference of the statistic (both computed on the same
+        resampled runs) with its percentile interval and the two-sided p-value
+        ``(1 + #{|Δ* − Δ̂| ≥ |Δ̂|}) / (1 + B)`` (as in :func:`mis.metrics.compare_roc`;
+        NaN when Δ̂ is infinite); the order is called significant when the
+        interval's lower bound is above 0.
+    """
+    _check_common(statistic, inf_policy, confidence_level)
+    v = _check_values(rq_values, "rq_values")
+    n_runs, n_q = v.shape
+    if n_runs < 2:
+        raise MisValueError(f"rq_values must hold at least 2 runs to bootstrap; got {n_runs}")
+    names = _check_names(names, n_q)
+    n_resamples = positive_int(n_resamples, "n_resamples")
+    gen = as_generator(rng)
+    level = float(confidence_level)
+
+    point = {s: _summarise(v, s, inf_policy) for s in STATISTICS}
+    reps = dict(
+        zip(
+            STATISTICS,
+            _bootstrap_summaries(v, n_resamples, gen, STATISTICS, inf_policy),
+            strict=True,
+        )
+    )
+    intervals = {
+        s: tuple(
+            Interval(float(point[s][j]), *_percentile(reps[s][:, j], level)) for j in range(n_q)
+        )
+        for s in STATISTICS
+    }
+    stat, rep = point[statistic], reps[statistic]
+    order = _order_desc(stat)
+    adjacent = []
+    for a, b in itertools.pairwise(order):
+        d = float(_diff(stat[a], stat[b]))
+        dr = _diff(rep[:, a], rep[:, b])
+        lo, hi = _percentile(dr, level)
+        if np.isfinite(d):
+            fin = dr[np.isfinite(dr)]
+            extreme = int((np.abs(fin - d) >= abs(d) - 1e-12).sum())
+            pvalue = (1.0 + extreme) / (1.0 + fin.size)
+        else:
+            pvalue = math.nan
+        adjacent.append(
+            AdjacentComparison(
+                higher=names[a],
+                lower=names[b],
+                difference=Difference(d, lo, hi, float(pvalue)),
+                significant=bool(lo > 0),
+            )
+        )
+    rep.setflags(write=False)
+    return QuantizerRanking(
+        names=names,
+        statistic=statistic,
+        inf_policy=inf_policy,
+        mean=intervals["mean"],
+        median=intervals["median"],
+        n_inf=tuple(int(c) for c in np.isinf(v).sum(axis=0)),
+        ranks=tuple(float(r) for r in _ranks_desc(stat)),
+        order=tuple(int(j) for j in order),
+        adjacent=tuple(adjacent),
+        confidence_level=level,
+        n_resamples=n_resamples,
+        n_runs=n_runs,
+        replicates=rep,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# rank_stability (Fig. 1)
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RankStability:
+    """How stable the ranking is over random subsets of runs (result of :func:`rank_stability`).
+
+    Attributes
+    ----------
+    names : tuple of str
+    k_runs : tuple of int
+        Subset sizes.
+    n_subsets : int
+    reference_ranks : ndarray, shape (n_quantizers,)
+        Average ranks over all runs (1 = most private).
+    reference_order : ndarray of int, shape (n_quantizers,)
+        Quantizers from most to least private over all runs.
+    frequencies : ndarray, shape (len(k_runs), n_quantizers, n_quantizers)
+        ``frequencies[i, q, r]``: share of the subsets of ``k_runs[i]`` runs in
+        which quantizer ``q`` (input order) is ranked ``r + 1`` (ties broken at
+        random, so each subset gives a permutation and every row and column
+        sums to 1). These are the pie charts of Fig. 1.
+    spearman : ndarray, shape (len(k_runs), n_subsets)
+        Spearman ρ between each subset's statistic and the all-runs statistic
+        (NaN when a subset's statistic is constant across quantizers).
+    """
+
+    names: tuple[str, ...]
+    k_runs: tuple[int, ...]
+    n_subsets: int
+    statistic: str
+    inf_policy: str
+    reference_ranks: np.ndarray = field(compare=False)
+    reference_order: np.ndarray = field(compare=False)
+    frequencies: np.ndarray = field(repr=False, compare=False)
+    spearman: np.ndarray = field(repr=False, compare=False)
+
+    @property
+    def spearman_mean(self) -> np.ndarray:
+        """Mean Spearman ρ per subset size (the top panel of Fig. 1), NaNs ignored."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmean(self.spearman, axis=1)
+
+    @property
+    def at_reference_rank(self) -> np.ndarray:
+        """Share of subsets placing each quantizer at its all-runs rank.
+
+        Shape (len(k_runs), n_quantizers); the all-runs rank of quantizer q is
+        its position in ``reference_order``.
+        """
+        pos = np.empty(len(self.names), dtype=np.int64)
+        pos[self.reference_order] = np.arange(len(self.names))
+        return self.frequencies[:, np.arange(len(self.names)), pos]
+
+    def confusion(self, k: int) -> np.ndarray:
+        """(n_quantizers, n_quantizers) rank confusion matrix for subsets of ``k`` runs.
+
+        Row i is the quantizer ranked i + 1 over all runs, column r the share of
+        subsets ranking it r + 1 (the right panels of Fig. 1).
+        """
+        if k not in self.k_runs:
+            raise MisValueError(f"k must be one of k_runs {list(self.k_runs)}; got {k!r}")
+        return self.frequencies[self.k_runs.index(k)][self.reference_order]
+
+
+def rank_stability(
+    rq_values,
+    k_runs=(5, 10, 20, 50, 100),
+    n_subsets: int = 100,
+    *,
+    names=None,
+    statistic: str = "mean",
+    inf_policy: str = "propagate",
+    rng=None,
+) -> RankStability:
+    """Rank-frequency matrices and Spearman stability over random subsets of runs (Fig. 1).
+
+    For each size k in ``k_runs``, draw ``n_subsets`` subsets of k distinct runs
+    uniformly at random, rank the quantizers by the statistic over each subset,
+    and compare with the ranking over all runs.
+
+    Parameters
+    ----------
+    rq_values : array_like, shape (n_runs, n_quantizers)
+    k_runs : sequence of int
+        Subset sizes, each in [1, n_runs].
+    n_subsets : int, default 100
+    names, statistic, inf_policy
+        As in :func:`rank_quantizers`.
+    rng : int, Generator or None
+
+    Returns
+    -------
+    RankStability
+    """
+    _check_common(statistic, inf_policy)
+    v = _check_values(rq_values, "rq_values")
+    n_runs, n_q = v.shape
+    names = _check_names(names, n_q)
+    n_subsets = positive_int(n_subsets, "n_subsets")
+    ks = tuple(positive_int(k, "k_runs entries") for k in np.atleast_1d(k_runs).tolist())
+    if not ks:
+        raise MisValueError("k_runs must hold at least one subset size")
+    too_big = [k for k in ks if k > n_runs]
+    if too_big:
+        raise MisValueError(f"k_runs must be at most n_runs = {n_runs}; got {too_big}")
+    gen = as_generator(rng)
+
+    ref = _summarise(v, statistic, inf_policy)
+    freq = np.zeros((len(ks), n_q, n_q))
+    rho = np.empty((len(ks), n_subsets))
+    for i, k in enumerate(ks):
+        subs = np.stack([gen.permutation(n_runs)[:k] for _ in range(n_subsets)])
+        s = _summarise(v[subs], statistic, inf_policy)  # (n_subsets, n_q)
+        rho[i] = _spearman_rows(s, np.broadcast_to(ref, s.shape))
+        # random tie-breaking: sort by (−value, random key)
+        key = gen.random(s.shape)
+        for row, kr in zip(s, key, strict=True):
+            order = np.lexsort((kr, -row))
+            freq[i, order, np.arange(n_q)] += 1.0
+    freq /= n_subsets
+    n_nan = int(np.isnan(rho).sum())
+    if n_nan:
+        warnings.warn(
+            f"{n_nan} subsets had a statistic constant across quantizers (or the all-runs "
+            "statistic is constant); their Spearman correlation is NaN",
+            UndefinedMetricWarning,
+            stacklevel=2,
+        )
+    return RankStability(
+        names=names,
+        k_runs=ks,
+        n_subsets=n_subsets,
+        statistic=statistic,
+        inf_policy=inf_policy,
+        reference_ranks=_ranks_desc(ref),
+        reference_order=_order_desc(ref),
+        frequencies=freq,
+        spearman=rho,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# rank_agreement (Fig. 2)
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RankAgreement:
+    """Agreement of two privacy measures over quantizers (result of :func:`rank_agreement`).
+
+    Attributes
+    ----------
+    spearman, kendall : Interval
+        Spearman ρ and Kendall τ_b between the two summaries (over quantizers),
+        with percentile intervals from the bootstrap over runs.
+    spearman_pvalue, kendall_pvalue : float
+        Two-sided permutation p-values, P(|T| ≥ |t_obs|) under random pairing of
+        the quantizers: exact (all n_quantizers! pairings) or Monte Carlo.
+    permutation : str
+        ``"exact"`` or ``"monte-carlo (B)"``.
+    x_summary, y_summary : ndarray, shape (n_quantizers,)
+    n_quantizers, n_resamples, n_valid : int
+        ``n_valid``: resamples where both correlations were defined.
+    paired : bool
+    """
+
+    spearman: Interval
+    kendall: Interval
+    spearman_pvalue: float
+    kendall_pvalue: float
+    permutation: str
+    x_summary: np.ndarray = field(repr=False, compare=False)
+    y_summary: np.ndarray = field(repr=False, compare=False)
+    n_quantizers: int = 0
+    n_resamples: int = 0
+    n_valid: int = 0
+    paired: bool = False
+    confidence_level: float = 0.95
+
+
+def _permutation_pvalues(x: np.ndarray, y: np.ndarray, n_permutations, rng) -> tuple:
+    """Two-sided permutation p-values of Spearman and Kendall τ_b between vectors x and y."""
+    rx = stats.rankdata(x)
+    ry = stats.rankdata(y)
+    rx = np.ascontiguousarray(rx - rx.mean())
+    ry = np.ascontiguousarray(ry - ry.mean())
+    sx = np.ascontiguousarray(_signs(x))
+    sy = np.ascontiguousarray(_signs(y))
+    rho_num = float(rx @ ry)
+    tau_num = float(np.triu(sx * sy, 1).sum())
+    # centred ranks are multiples of 1/2 and signs are integers: the sums are exact, so a
+    # tiny tolerance only guards the comparison of equal values
+    tol = 1e-9
+    if n_permutations is None:
+        n_rho, n_tau, total = _k.exact_permutation_counts(rx, ry, sx, sy, rho_num, tau_num, tol)
+        return n_rho / total, n_tau / total, "exact"
+    n_rho, n_tau = _k.random_permutation_counts(
+        rx, ry, sx, sy, rho_num, tau_num, tol, draw_seed(rng), n_permutations
+    )
+    b = n_permutations
+    return (1 + n_rho) / (1 + b), (1 + n_tau) / (1 + b), f"monte-carlo ({b})"
+
+
+def rank_agreement(
+    x,
+    y,
+    *,
+    statistic: str = "mean",
+    inf_policy: str = "propagate",
+    paired: bool = False,
+    n_resamples: int = 2000,
+    confidence_level: float = 0.95,
+    n_permutations: int | None = None,
+    rng=None,
+) -> RankAgreement:
+    """Spearman and Kendall agreement between two privacy measures over quantizers (Fig. 2).
+
+    Parameters
+    ----------
+    x, y : array_like, shape (n_runs, n_quantizers) or (n_quantizers,)
+        Per-run values of two measures (e.g. r_Q from :func:`~mis.security.rq_batch`
+        and per-test-run MIS from ``MisResult.per_run_mis``); the runs of x
+        and y may differ in number. A 1-D input is a fixed summary and is not
+        resampled.
+    statistic : {"mean", "median"}
+        Summary over runs of each measure.
+    inf_policy : {"propagate", "omit"}
+        As in :func:`rank_quantizers`.
+    paired : bool, default False
+        x and y were measured on the same runs (same n_runs, row r = run r):
+        resample the same runs for both. Otherwise each is resampled over its
+        own runs, independently.
+    n_resamples : int, default 2000
+    confidence_level : float, default 0.95
+    n_permutations : int or None
+        None: exact p-values over all n_quantizers! pairings when
+        n_quantizers ≤ 10, else 100,000 random permutations. An int forces a
+        Monte Carlo test with that many permutations, p = (1 + hits)/(1 + B).
+    rng : int, Generator or None
+
+    Returns
+    -------
+    RankAgreement
+
+    Notes
+    -----
+    With 9 quantizers a Fisher-z interval for ρ is useless (it assumes a
+    bivariate normal sample of n = 9); the p-value comes from the permutation
+    null of the quantizer pairing (Pitman 1937), exact, and the interval from
+    the runs, which are the independent units. Ties (e.g. several +inf means)
+    get average ranks; τ is τ_b.
+    """
+    _check_common(statistic, inf_policy, confidence_level)
+    xv = _check_values(x, "x", allow_1d=True)
+    yv = _check_values(y, "y", allow_1d=True)
+    q = xv.shape[-1]
+    if yv.shape[-1] != q:
+        raise MisValueError(
+            f"x and y must have the same number of quantizers (last axis); got {q} and "
+            f"{yv.shape[-1]}"
+        )
+    if q < 3:
+        raise MisValueError(f"rank correlations need at least 3 quantizers; got {q}")
+    if paired and (xv.ndim != 2 or yv.shape != xv.shape):
+        raise MisValueError(
+            f"paired=True needs x and y of the same shape (n_runs, n_quantizers); got {xv.shape} "
+            f"and {yv.shape}"
+        )
+    n_resamples = positive_int(n_resamples, "n_resamples")
+    if n_permutations is not None:
+        n_permutations = positive_int(n_permutations, "n_permutations")
+    elif q > EXACT_MAX_QUANTIZERS:
+        n_permutations = 100_000
+    gen = as_generator(rng)
+    level = float(confidence_level)
+
+    def summary(v):
+        return v if v.ndim == 1 else _summarise(v, statistic, inf_policy)
+
+    xs, ys = summary(xv), summary(yv)
+    rho = float(_spearman_rows(xs, ys))
+    tau = float(_kendall_rows(xs, ys))
+
+    # bootstrap over runs
+    if xv.ndim == 1 and yv.ndim == 1:
+        warnings.warn(
+            "x and y are both fixed summaries (1-D): there are no runs to resample, "
+            "so the intervals are NaN",
+            UndefinedMetricWarning,
+            stacklevel=2,
+        )
+        rho_r = tau_r = np.full(0, np.nan)
+    else:
+        if paired:
+            idx = gen.integers(0, xv.shape[0], size=(n_resamples, xv.shape[0]))
+            xb = _summarise(xv[idx], statistic, inf_policy)
+            yb = _summarise(yv[idx], statistic, inf_policy)
+        else:
+            xb = (
+                np.broadcast_to(xs, (n_resamples, q))
+                if xv.ndim == 1
+                else _bootstrap_summaries(xv, n_resamples, gen, [statistic], inf_policy)[0]
+            )
+            yb = (
+                np.broadcast_to(ys, (n_resamples, q))
+                if yv.ndim == 1
+                else _bootstrap_summaries(yv, n_resamples, gen, [statistic], inf_policy)[0]
+            )
+        rho_r = _spearman_rows(xb, yb)
+        tau_r = _kendall_rows(xb, yb)
+    ok = np.isfinite(rho_r) & np.isfinite(tau_r)
+    n_bad = int((~ok).sum())
+    if n_bad:
+        warnings.warn(
+            f"{n_bad} of {n_resamples} bootstrap resamples had a summary constant across "
+            "quantizers; they were dropped",
+            UndefinedMetricWarning,
+            stacklevel=2,
+        )
+
+    if np.isfinite(rho) and np.isfinite(tau):
+        p_rho, p_tau, how = _permutation_pvalues(xs, ys, n_permutations, gen)
+    else:
+        warnings.warn(
+            "a summary is constant across quantizers: the correlations are undefined (NaN)",
+            UndefinedMetricWarning,
+            stacklevel=2,
+        )
+        p_rho = p_tau = math.nan
+        how = "exact" if n_permutations is None else f"monte-carlo ({n_permutations})"
+    return RankAgreement(
+        spearman=Interval(rho, *_percentile(rho_r[ok], level)),
+        kendall=Interval(tau, *_percentile(tau_r[ok], level)),
+        spearman_pvalue=float(p_rho),
+        kendall_pvalue=float(p_tau),
+        permutation=how,
+        x_summary=xs,
+        y_summary=ys,
+        n_quantizers=q,
+        n_resamples=n_resamples,
+        n_valid=int(ok.sum()),
+        paired=bool(paired),
+        confidence_level=level,
+    )

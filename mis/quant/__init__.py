@@ -1,0 +1,85 @@
+"""Post-training weight quantization (torch): grids, RTN, the Aubinais quantizers, one API.
+
+* :mod:`mis.quant.grids` — uniform affine grids (Zhang et al. Eq. 2/4): :class:`AffineGrid`,
+  min/max and vectorized L_p range search.
+* :mod:`mis.quant.aubinais` — Sign, 1.58b x % and b-bit quantizers (Aubinais et al., Table 1).
+* :mod:`mis.quant.api` — :func:`quantize_model`, :class:`QuantConfig`, the method registry,
+  :func:`weight_quantizer`, :func:`quantization_report`.
+* :mod:`mis.quant.calibration` — :class:`Calibration`, members-only calibration data.
+
+Methods register on import: ``rtn`` here; further methods (``adaround``, ``brecq``,
+``obc``, ``gptq``) are imported below as they land.
+"""
+
+from mis.quant import rtn as _rtn  # noqa: F401  registers "rtn"
+from mis.quant.api import (
+    SUPPORTED_LAYERS,
+    LayerReport,
+    LayerSpec,
+    MethodInfo,
+    PlannedLayer,
+    QuantConfig,
+    QuantInfo,
+    QuantizationReport,
+    QuantPlan,
+    WeightQuantizer,
+    available_methods,
+    available_weight_quantizers,
+    distinct_per_channel,
+    get_method,
+    plan_layers,
+    quantization_report,
+    quantize_model,
+    register_method,
+    weight_quantizer,
+)
+from mis.quant.aubinais import bbit_quantize, sign_quantize, ternary_quantize
+from mis.quant.calibration import Calibration, check_members, select_calibration
+from mis.quant.grids import (
+    AffineGrid,
+    bits_to_levels,
+    grid_from_range,
+    levels_to_bits,
+    make_grid,
+    minmax_grid,
+    mse_grid,
+    uaq,
+    weight_range,
+)
+
+__all__ = [
+    "SUPPORTED_LAYERS",
+    "AffineGrid",
+    "Calibration",
+    "LayerReport",
+    "LayerSpec",
+    "MethodInfo",
+    "PlannedLayer",
+    "QuantConfig",
+    "QuantInfo",
+    "QuantPlan",
+    "QuantizationReport",
+    "WeightQuantizer",
+    "available_methods",
+    "available_weight_quantizers",
+    "bbit_quantize",
+    "bits_to_levels",
+    "check_members",
+    "distinct_per_channel",
+    "get_method",
+    "grid_from_range",
+    "levels_to_bits",
+    "make_grid",
+    "minmax_grid",
+    "mse_grid",
+    "plan_layers",
+    "quantization_report",
+    "quantize_model",
+    "register_method",
+    "select_calibration",
+    "sign_quantize",
+    "ternary_quantize",
+    "uaq",
+    "weight_quantizer",
+    "weight_range",
+]

@@ -1,0 +1,634 @@
+"""Uniform affine weight grids (Zhang et al. 2025, Eq. 2 and 4): scale, zero-point, L levels.
+
+A grid maps a weight tensor ``W`` of shape ``(C, ...)`` to integer codes and back:
+
+    q = clamp(round(W / s) + z, 0, L - 1),        Ŵ = s · (q - z)
+
+with ``L = 2^b`` levels for ``b`` bits and ``L = 3`` for 1.58 bits (Eq. 4). ``s`` and
+``z`` are either one scalar (per-tensor) or one value per output channel (axis 0,
+per-channel). Rounding is to nearest, ties to even (``torch.round``). Eq. 2 of the
+paper writes ``⌊W/s⌋``: that floor is the starting point of adaptive rounding
+(AdaRound), which :meth:`AffineGrid.round_down` and :meth:`AffineGrid.from_integer`
+expose so AdaRound / BRECQ / OBC / GPTQ reuse the very same grid.
+
+Ranges (``lo``, ``hi`` per channel) come from
+* ``"minmax"``: the channel's min and max (widened to contain 0 when ``include_zero``);
+* ``"mse"``: the best of ``n_candidates`` shrunk ranges ``(f·lo, f·hi)``,
+  ``f = 1 - i·shrink_step`` (``i = 0 … 79`` by default), minimising
+  ``Σ |W - Ŵ|^p`` with ``p = 2.4`` — the L_p search of the BRECQ / AdaRound / OBC
+  reference code (LAPQ). Candidate ``i = 0`` is the min/max range, and ties keep the
+  earlier candidate, so the search never ends with a larger error than min/max.
+  For float32 weights on the CPU a fused numba pass first bounds every candidate's
+  error and only the candidates that can win are evaluated exactly (see
+  :func:`mse_grid`); the result is the exact search's.
+
+Scale and zero-point from a range (the reference convention):
+asymmetric ``s = (hi - lo)/(L - 1)``, ``z = round(-lo/s)``; symmetric ``hi = max(|lo|, hi)``,
+``lo = -hi``, ``s = 2·hi/(L - 1)``, ``z = L // 2``. A zero-width range (a constant
+channel) is widened to contain 0, and an all-zero channel gets the range [-1, 1].
+
+All functions are pure: they never modify their input. Computation is in float32
+(float64 for float64 input).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mis._kernels.quant import POW_REL_ERR, lp_errors_approx
+from mis.exceptions import MisValueError
+
+RANGE_METHODS = ("minmax", "mse")
+DEFAULT_NORM = 2.4
+DEFAULT_N_CANDIDATES = 80
+DEFAULT_SHRINK_STEP = 0.01
+# Elements per chunk of the vectorized search (channels x candidates x elements).
+_SEARCH_CHUNK = 1 << 18
+
+
+# -------------------------------------------------------------------------------------------
+# bits <-> levels
+# -------------------------------------------------------------------------------------------
+
+
+def bits_to_levels(bits) -> int:
+    """Number of grid levels ``L`` for a bit width: ``2^b`` for integer ``b``, 3 for 1.58.
+
+    Parameters
+    ----------
+    bits : int or float
+        An integer in [1, 16], or 1.58 (ternary; log2(3) ≈ 1.585 bits per weight).
+    """
+    if isinstance(bits, bool) or not isinstance(bits, numbers.Real):
+        raise MisValueError(f"bits must be a number (1.58 or an integer in [1, 16]); got {bits!r}")
+    b = float(bits)
+    if math.isclose(b, 1.58, abs_tol=1e-9) or math.isclose(b, math.log2(3), abs_tol=1e-9):
+        return 3
+    if b.is_integer() and 1 <= b <= 16:
+        return 1 << int(b)
+    raise MisValueError(f"bits must be 1.58 or an integer in [1, 16]; got {bits!r}")
+
+
+def levels_to_bits(n_levels: int) -> float:
+    """Bits per parameter of a grid with ``n_levels`` levels: ``log2(L)`` (1.585 for L = 3)."""
+    return math.log2(n_levels)
+
+
+def _check_levels(n_levels) -> int:
+    if isinstance(n_levels, bool) or not isinstance(n_levels, numbers.Integral) or n_levels < 2:
+        raise MisValueError(f"n_levels must be an integer >= 2; got {n_levels!r}")
+    return int(n_levels)
+
+
+def _work_tensor(w, name: str = "w") -> torch.Tensor:
+    """Validate ``w`` (tensor or array) and return a detached float tensor to compute with."""
+    if not isinstance(w, torch.Tensor):
+        try:
+            w = torch.as_tensor(w)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise MisValueError(
+                f"{name} must be a tensor or an array; got {type(w).__name__}"
+            ) from exc
+    if not (
+        w.is_floating_point() or w.dtype in (torch.int8, torch.int16, torch.int32, torch.int64)
+    ):
+        raise MisValueError(f"{name} must be a real floating tensor; got dtype {w.dtype}")
+    if w.numel() == 0:
+        raise MisValueError(f"{name} must not be empty; got shape {tuple(w.shape)}")
+    w = w.detach()
+    work = torch.float64 if w.dtype == torch.float64 else torch.float32
+    w = w.to(work)
+    if not bool(torch.isfinite(w).all()):
+        raise MisValueError(
+            f"{name} must be finite; it contains {int((~torch.isfinite(w)).sum())} NaN/inf"
+        )
+    return w
+
+
+def as_channels(w: torch.Tensor) -> torch.Tensor:
+    """View ``w`` as ``(C, K)``: channels along axis 0; a 0-d or 1-d tensor is one channel."""
+    if w.ndim >= 2:
+        return w.reshape(w.shape[0], -1)
+    return w.reshape(1, -1)
+
+
+# -------------------------------------------------------------------------------------------
+# the grid object
+# -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class AffineGrid:
+    """A uniform affine grid ``Ŵ = s · (clamp(round(W/s) + z, 0, L-1) - z)``.
+
+    Attributes
+    ----------
+    scale : torch.Tensor, shape (C,) or ()
+        Step ``s > 0``, one per output channel (``axis == 0``) or a scalar (``axis is None``).
+    zero_point : torch.Tensor, same shape as ``scale``
+        Integer-valued zero-point ``z`` (stored as a float tensor); it may lie outside
+        ``[0, L-1]`` when the range does not contain 0.
+    n_levels : int
+        Number of levels ``L`` (codes ``0 … L-1``).
+    axis : int or None
+        0 for a per-channel grid, None for a per-tensor grid.
+
+    Methods take tensors whose first dimension is the channel dimension (any trailing
+    shape: a full weight, its ``(C, K)`` flattening, a column ``(C, 1)`` or ``(C,)`` as
+    GPTQ uses). A 1-channel grid also takes a 0-d or 1-d tensor as that one channel.
+    """
+
+    scale: torch.Tensor
+    zero_point: torch.Tensor
+    n_levels: int
+    axis: int | None = 0
+
+    def __post_init__(self):
+        _check_levels(self.n_levels)
+        if self.axis not in (0, None):
+            raise MisValueError(
+                f"axis must be 0 (per-channel) or None (per-tensor); got {self.axis!r}"
+            )
+        if self.scale.shape != self.zero_point.shape:
+            raise MisValueError(
+                f"scale and zero_point must have the same shape; got {tuple(self.scale.shape)} "
+                f"and {tuple(self.zero_point.shape)}"
+            )
+        if (self.axis is None) != (self.scale.ndim == 0):
+            raise MisValueError(
+                "a per-tensor grid (axis=None) needs 0-d scale/zero_point and a per-channel grid "
+                f"(axis=0) 1-d ones; got axis={self.axis} and scale of shape "
+                f"{tuple(self.scale.shape)}"
+            )
+        if not bool((self.scale > 0).all()):
+            raise MisValueError("scale must be > 0 everywhere")
+        if not bool((self.zero_point == torch.round(self.zero_point)).all()):
+            raise MisValueError("zero_point must be integer-valued")
+
+    # -- shapes ------------------------------------------------------------------------------
+    @property
+    def qmax(self) -> int:
+        """Largest code ``L - 1`` (the smallest is 0)."""
+        return self.n_levels - 1
+
+    @property
+    def bits(self) -> float:
+        """Bits per parameter, ``log2(L)``."""
+        return levels_to_bits(self.n_levels)
+
+    @property
+    def n_channels(self) -> int | None:
+        """Number of channels of a per-channel grid (None per-tensor)."""
+        return None if self.axis is None else int(self.scale.shape[0])
+
+    def _b(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """Broadcast a per-channel vector against ``like`` (channels on axis 0)."""
+        t = t.to(dtype=like.dtype, device=like.device)
+        if self.axis is None:
+            return t
+        if like.ndim <= 1 and t.shape[0] == 1:
+            return t.reshape(())  # a 0-d or 1-d tensor is one channel (as_channels)
+        if like.ndim == 0 or like.shape[0] != t.shape[0]:
+            raise MisValueError(
+                f"a per-channel grid with {t.shape[0]} channels needs a tensor with "
+                f"{t.shape[0]} rows on axis 0; got shape {tuple(like.shape)}"
+            )
+        return t.reshape((-1,) + (1,) * (like.ndim - 1))
+
+    def scale_like(self, w: torch.Tensor) -> torch.Tensor:
+        """``s`` broadcastable against ``w``."""
+        return self._b(self.scale, w)
+
+    def zero_point_like(self, w: torch.Tensor) -> torch.Tensor:
+        """``z`` broadcastable against ``w``."""
+        return self._b(self.zero_point, w)
+
+    # -- the maps ----------------------------------------------------------------------------
+    def quantize(self, w: torch.Tensor) -> torch.Tensor:
+        """Integer codes ``clamp(round(w/s) + z, 0, L-1)`` (integer-valued, dtype of ``w``)."""
+        s, z = self.scale_like(w), self.zero_point_like(w)
+        return torch.clamp(torch.round(w / s) + z, 0, self.qmax)
+
+    def dequantize(self, codes: torch.Tensor) -> torch.Tensor:
+        """Values ``s · (codes - z)``."""
+        return self.scale_like(codes) * (codes - self.zero_point_like(codes))
+
+    def fake_quant(self, w: torch.Tensor) -> torch.Tensor:
+        """``dequantize(quantize(w))``: the nearest grid value (round to nearest, ties to even)."""
+        return self.dequantize(self.quantize(w))
+
+    def round_down(self, w: torch.Tensor) -> torch.Tensor:
+        """``floor(w/s)`` before the zero-point and the clamp (the AdaRound starting point)."""
+        return torch.floor(w / self.scale_like(w))
+
+    def from_integer(self, q: torch.Tensor) -> torch.Tensor:
+        """``s · (clamp(q + z, 0, L-1) - z)`` for an integer part ``q`` (may be soft).
+
+        ``fake_quant(w) == from_integer(round(w/s))``; AdaRound uses
+        ``from_integer(round_down(w) + h(V))`` with ``h(V) ∈ [0, 1]``.
+        """
+        z = self.zero_point_like(q)
+        return self.scale_like(q) * (torch.clamp(q + z, 0, self.qmax) - z)
+
+    def levels(self) -> torch.Tensor:
+        """Representable values, shape (C, L) per-channel or (L,) per-tensor."""
+        q = torch.arange(self.n_levels, dtype=self.scale.dtype, device=self.scale.device)
+        if self.axis is None:
+            return self.scale * (q - self.zero_point)
+        return self.scale[:, None] * (q[None, :] - self.zero_point[:, None])
+
+    def error(self, w: torch.Tensor, norm: float = DEFAULT_NORM) -> torch.Tensor:
+        """``Σ |w - fake_quant(w)|^norm`` per channel (shape (C,)) or in total (0-d), float64."""
+        e = (w - self.fake_quant(w)).abs().double().pow(norm)
+        if self.axis is None:
+            return e.sum()
+        return as_channels(e).sum(1)
+
+    # -- housekeeping --------------------------------------------------------------------------
+    def select(self, index) -> AffineGrid:
+        """The grid of a subset of channels (``index``: int, slice, list or tensor)."""
+        if self.axis is None:
+            return self
+        s, z = self.scale[index], self.zero_point[index]
+        if s.ndim == 0:
+            s, z = s.reshape(1), z.reshape(1)
+        return AffineGrid(s, z, self.n_levels, 0)
+
+    def to(self, *args, **kwargs) -> AffineGrid:
+        """Move ``scale`` and ``zero_point`` (``torch.Tensor.to`` arguments)."""
+        return AffineGrid(
+            self.scale.to(*args, **kwargs),
+            self.zero_point.to(*args, **kwargs),
+            self.n_levels,
+            self.axis,
+        )
+
+    def __repr__(self) -> str:
+        where = "per-tensor" if self.axis is None else f"per-channel, {self.n_channels} channels"
+        return f"AffineGrid(n_levels={self.n_levels}, {where})"
+
+
+# -------------------------------------------------------------------------------------------
+# ranges and grids from ranges
+# -------------------------------------------------------------------------------------------
+
+
+def weight_range(w, *, per_channel: bool = True, include_zero: bool = True):
+    """Min and max of ``w`` per channel (shape (C,)) or overall (0-d).
+
+    With ``include_zero`` the range is widened to contain 0 (``lo <= 0 <= hi``).
+    """
+    w = _work_tensor(w)
+    x = as_channels(w) if per_channel else w.reshape(1, -1)
+    lo, hi = x.amin(1), x.amax(1)
+    if include_zero:
+        lo, hi = lo.clamp(max=0), hi.clamp(min=0)
+    if not per_channel:
+        lo, hi = lo[0], hi[0]
+    return lo, hi
+
+
+def _symmetrize(lo: torch.Tensor, hi: torch.Tensor):
+    a = torch.maximum(lo.abs(), hi.abs())
+    return -a, a
+
+
+def _fix_degenerate(lo: torch.Tensor, hi: torch.Tensor):
+    """A zero-width range is widened to contain 0; an all-zero range becomes [-1, 1]."""
+    flat = hi - lo <= 0
+    lo = torch.where(flat, lo.clamp(max=0), lo)
+    hi = torch.where(flat, hi.clamp(min=0), hi)
+    zero = hi - lo <= 0
+    lo = torch.where(zero, torch.full_like(lo, -1.0), lo)
+    hi = torch.where(zero, torch.full_like(hi, 1.0), hi)
+    return lo, hi
+
+
+def _scale_zero(lo, hi, n_levels: int, symmetric: bool):
+    """(s, z) of a range, the reference convention (see the module docstring)."""
+    s = ((hi - lo) / (n_levels - 1)).clamp(min=torch.finfo(hi.dtype).tiny)  # no subnormal step
+    if symmetric:
+        z = torch.full_like(s, float(n_levels // 2))
+    else:
+        z = torch.round(-lo / s)
+    return s, z
+
+
+def grid_from_range(lo, hi, n_levels: int, *, symmetric: bool = False) -> AffineGrid:
+    """The affine grid of a range: per-channel when ``lo``/``hi`` have shape (C,), else per-tensor.
+
+    Parameters
+    ----------
+    lo, hi : torch.Tensor, shape (C,) or ()
+        Range ends, ``lo <= hi``.
+    n_levels : int
+        Number of levels ``L >= 2``.
+    symmetric : bool
+        Use ``[-max(|lo|, |hi|), max(|lo|, |hi|)]`` and ``z = L // 2``.
+    """
+    n_levels = _check_levels(n_levels)
+    lo, hi = torch.as_tensor(lo), torch.as_tensor(hi)
+    if lo.shape != hi.shape or lo.ndim > 1:
+        raise MisValueError(
+            f"lo and hi must both have shape (C,) or (); got {tuple(lo.shape)} "
+            f"and {tuple(hi.shape)}"
+        )
+    if bool((lo > hi).any()):
+        raise MisValueError("lo must be <= hi")
+    if symmetric:
+        lo, hi = _symmetrize(lo, hi)
+    lo, hi = _fix_degenerate(lo, hi)
+    s, z = _scale_zero(lo, hi, n_levels, symmetric)
+    return AffineGrid(s, z, n_levels, None if lo.ndim == 0 else 0)
+
+
+def minmax_grid(
+    w,
+    n_levels: int,
+    *,
+    per_channel: bool = True,
+    symmetric: bool = False,
+    include_zero: bool = True,
+) -> AffineGrid:
+    """Affine grid whose range is the min/max of ``w`` (per channel, axis 0, or per tensor)."""
+    lo, hi = weight_range(w, per_channel=per_channel, include_zero=include_zero)
+    return grid_from_range(lo, hi, n_levels, symmetric=symmetric)
+
+
+def shrink_factors(
+    n_candidates: int = DEFAULT_N_CANDIDATES,
+    shrink_step: float = DEFAULT_SHRINK_STEP,
+    dtype=torch.float32,
+) -> torch.Tensor:
+    """Candidate range factors ``1 - i·shrink_step``, ``i = 0 … n_candidates - 1``."""
+    if (
+        isinstance(n_candidates, bool)
+        or not isinstance(n_candidates, numbers.Integral)
+        or n_candidates < 1
+    ):
+        raise MisValueError(f"n_candidates must be an integer >= 1; got {n_candidates!r}")
+    if not (
+        isinstance(shrink_step, numbers.Real)
+        and 0 < shrink_step
+        and 1 - shrink_step * (n_candidates - 1) > 0
+    ):
+        raise MisValueError(
+            "shrink_step must be > 0 with 1 - shrink_step·(n_candidates - 1) > 0; got "
+            f"shrink_step={shrink_step!r} for n_candidates={n_candidates}"
+        )
+    i = torch.arange(n_candidates, dtype=torch.float64)
+    return (1.0 - shrink_step * i).to(dtype)
+
+
+def candidate_errors(
+    x: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    n_levels: int,
+    factors: torch.Tensor,
+    *,
+    symmetric: bool = False,
+    norm: float = DEFAULT_NORM,
+    chunk: int = _SEARCH_CHUNK,
+) -> torch.Tensor:
+    """``Σ_k |x_ck - Ŵ_ck|^norm`` for every row ``c`` and every shrunk range (vectorized).
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (R, K)
+        Rows to quantize (channels, or one row for a per-tensor grid); float32/float64.
+    lo, hi : torch.Tensor, shape (R,)
+        Ranges before shrinking (already symmetrized and non-degenerate).
+    factors : torch.Tensor, shape (n,)
+        Shrink factors; candidate ``i`` uses the range ``(factors[i]·lo, factors[i]·hi)``.
+
+    Returns
+    -------
+    torch.Tensor, shape (R, n)
+        Errors in the dtype of ``x``. Rows are processed in chunks of about ``chunk``
+        elements of the (rows, candidates, K) tensor, so memory stays bounded.
+
+    Notes
+    -----
+    ``|e|^p`` is evaluated as ``exp(p·log|e|)`` (vectorized; ``torch.pow`` with a
+    non-integer scalar exponent is not), and as ``e·e`` when ``p == 2``.
+    """
+    R, K = x.shape
+    n = factors.shape[0]
+    f = factors.to(dtype=x.dtype, device=x.device)
+    out = torch.empty((R, n), dtype=x.dtype, device=x.device)
+    step = max(1, chunk // max(1, n * K))
+    qmax = float(n_levels - 1)
+    for r0 in range(0, R, step):
+        xr = x[r0 : r0 + step, None, :]  # (r, 1, K)
+        lo_c = lo[r0 : r0 + step, None] * f  # (r, n)
+        hi_c = hi[r0 : r0 + step, None] * f
+        s, z = _scale_zero(lo_c, hi_c, n_levels, symmetric)
+        s, z = s[..., None], z[..., None]  # (r, n, 1)
+        a = torch.div(xr, s)  # (r, n, K)
+        a.round_().add_(z).clamp_(0.0, qmax).sub_(z)  # (clamp with tensor bounds is slow)
+        a.mul_(s).sub_(xr)  # Ŵ - x, product rounded first as in the reference code
+        if norm == 2:
+            a.mul_(a)
+        else:
+            a.abs_().log_().mul_(norm).exp_()
+        out[r0 : r0 + step] = a.sum(-1)
+    return out
+
+
+def _pair_errors(x, lo, hi, n_levels, factors, rows, cols, symmetric, norm, chunk=_SEARCH_CHUNK):
+    """Exact errors of candidate ``cols[j]`` on row ``rows[j]`` (same arithmetic as
+    :func:`candidate_errors`), shape (m,)."""
+    m, K = rows.shape[0], x.shape[1]
+    out = torch.empty(m, dtype=x.dtype, device=x.device)
+    qmax = float(n_levels - 1)
+    step = max(1, chunk // max(1, K))
+    for j0 in range(0, m, step):
+        r, c = rows[j0 : j0 + step], cols[j0 : j0 + step]
+        xr = x[r]
+        f = factors[c]
+        s, z = _scale_zero(lo[r] * f, hi[r] * f, n_levels, symmetric)
+        s, z = s[:, None], z[:, None]
+        a = torch.div(xr, s)
+        a.round_().add_(z).clamp_(0.0, qmax).sub_(z)
+        a.mul_(s).sub_(xr)
+        if norm == 2:
+            a.mul_(a)
+        else:
+            a.abs_().log_().mul_(norm).exp_()
+        out[j0 : j0 + step] = a.sum(-1)
+    return out
+
+
+def _screened_errors(x, lo, hi, n_levels, factors, symmetric, norm):
+    """Candidate errors, exact where a candidate can be the minimum and +inf elsewhere.
+
+    A fused numba pass computes every candidate's error with an approximate power
+    (relative error <= ``POW_REL_ERR`` per term); a candidate whose approximate error
+    exceeds ``(1+δ)/(1-δ)`` times the row's smallest cannot be the exact minimum and is
+    dropped; the (usually 1-3) survivors are evaluated exactly by :func:`_pair_errors`.
+    """
+    R, K = x.shape
+    n = factors.shape[0]
+    approx = np.empty((R, n), dtype=np.float64)
+    xs, los, his = (np.ascontiguousarray(t.numpy()) for t in (x, lo, hi))
+    fs = np.ascontiguousarray(factors.numpy())
+
+    def run(r0, r1):
+        lp_errors_approx(
+            xs[r0:r1],
+            los[r0:r1],
+            his[r0:r1],
+            fs,
+            int(n_levels),
+            bool(symmetric),
+            float(norm),
+            approx[r0:r1],
+        )
+
+    # The kernel releases the GIL: split rows over torch's thread count (no OpenMP pool).
+    n_threads = min(torch.get_num_threads(), R, max(1, R * n * K // (1 << 20)))
+    if n_threads <= 1:
+        run(0, R)
+    else:
+        cuts = np.linspace(0, R, n_threads + 1).astype(int)
+        with ThreadPoolExecutor(n_threads) as pool:
+            list(pool.map(run, cuts[:-1], cuts[1:]))
+    delta = POW_REL_ERR + 1e-5 * max(1.0, math.log2(K))  # per term + float32 pairwise sum
+    # (+ slack: the kernel counts terms below 2^-126 as 0)
+    bound = approx.min(1, keepdims=True) * ((1 + delta) / (1 - delta)) + K * 1e-37
+    rows, cols = np.nonzero(approx <= bound)
+    rows_t, cols_t = torch.from_numpy(rows), torch.from_numpy(cols)
+    exact = _pair_errors(x, lo, hi, n_levels, factors, rows_t, cols_t, symmetric, norm)
+    err = torch.full((R, n), math.inf, dtype=x.dtype)
+    err[rows_t, cols_t] = exact
+    return err
+
+
+def mse_grid(
+    w,
+    n_levels: int,
+    *,
+    per_channel: bool = True,
+    symmetric: bool = False,
+    include_zero: bool = True,
+    norm: float = DEFAULT_NORM,
+    n_candidates: int = DEFAULT_N_CANDIDATES,
+    shrink_step: float = DEFAULT_SHRINK_STEP,
+    return_errors: bool = False,
+):
+    """Affine grid from the L_p search over shrunk ranges (vectorized over channels and candidates).
+
+    The candidates are ``(f·lo, f·hi)`` with ``f = 1 - i·shrink_step``, ``i = 0 … n-1``,
+    where ``(lo, hi)`` is the min/max range (:func:`weight_range`, symmetrized when
+    ``symmetric``). For each channel (or once per tensor) the candidate with the
+    smallest ``Σ|W - Ŵ|^norm`` wins; ties keep the first (widest) candidate, as in the
+    reference loop (strict ``<``).
+
+    Parameters
+    ----------
+    w : torch.Tensor, shape (C, ...)
+        Weight; channels on axis 0.
+    n_levels : int
+        ``L`` (use :func:`bits_to_levels`).
+    norm : float
+        Exponent ``p`` of the error (2.4 in the BRECQ / OBC reference code; 2 for MSE).
+
+    Returns
+    -------
+    AffineGrid, or (AffineGrid, errors of shape (C, n) or (1, n)) with ``return_errors``.
+
+    Notes
+    -----
+    float32 weights on the CPU take a screened path: a fused numba pass
+    (:mod:`mis._kernels.quant`) bounds every candidate's error, and only candidates that
+    can be the minimum are evaluated exactly (:func:`candidate_errors` arithmetic). The
+    winner is the same as with all candidates evaluated exactly; ``return_errors=True``
+    evaluates all of them exactly (slower).
+    """
+    n_levels = _check_levels(n_levels)
+    if not (isinstance(norm, numbers.Real) and norm > 0 and math.isfinite(norm)):
+        raise MisValueError(f"norm must be a finite number > 0; got {norm!r}")
+    w = _work_tensor(w)
+    x = as_channels(w) if per_channel else w.reshape(1, -1)
+    lo, hi = x.amin(1), x.amax(1)
+    if include_zero:
+        lo, hi = lo.clamp(max=0), hi.clamp(min=0)
+    if symmetric:
+        lo, hi = _symmetrize(lo, hi)
+    lo, hi = _fix_degenerate(lo, hi)
+    factors = shrink_factors(n_candidates, shrink_step, x.dtype).to(x.device)
+    if return_errors or x.dtype != torch.float32 or x.device.type != "cpu":
+        err = candidate_errors(x, lo, hi, n_levels, factors, symmetric=symmetric, norm=float(norm))
+    else:
+        err = _screened_errors(x, lo, hi, n_levels, factors, symmetric, float(norm))
+    best = err.argmin(1)  # first minimum
+    # Guard: where the search left the min/max range, confirm with the float64 error of
+    # AffineGrid.error that the winner really beats candidate 0 (the search sums float32
+    # terms, so a near-tie could otherwise go either way).
+    moved = best != 0
+    if bool(moved.any()):
+        rows = torch.nonzero(moved).flatten()
+        xm = x[rows]
+        s0, z0 = _scale_zero(lo[rows], hi[rows], n_levels, symmetric)
+        fb = factors[best[rows]]
+        sb, zb = _scale_zero(lo[rows] * fb, hi[rows] * fb, n_levels, symmetric)
+        e0 = AffineGrid(s0, z0, n_levels, 0).error(xm, norm)
+        eb = AffineGrid(sb, zb, n_levels, 0).error(xm, norm)
+        best[rows[e0 <= eb]] = 0
+    f = factors[best]
+    s, z = _scale_zero(lo * f, hi * f, n_levels, symmetric)
+    if not per_channel:
+        s, z = s[0], z[0]
+    grid = AffineGrid(s, z, n_levels, 0 if per_channel else None)
+    return (grid, err) if return_errors else grid
+
+
+def make_grid(
+    w,
+    bits,
+    *,
+    per_channel: bool = True,
+    symmetric: bool = False,
+    range_method: str = "mse",
+    include_zero: bool = True,
+    norm: float = DEFAULT_NORM,
+    n_candidates: int = DEFAULT_N_CANDIDATES,
+    shrink_step: float = DEFAULT_SHRINK_STEP,
+) -> AffineGrid:
+    """Affine grid for ``bits`` (1.58 → 3 levels) with the chosen range method."""
+    n_levels = bits_to_levels(bits)
+    if range_method == "minmax":
+        return minmax_grid(
+            w, n_levels, per_channel=per_channel, symmetric=symmetric, include_zero=include_zero
+        )
+    if range_method == "mse":
+        return mse_grid(
+            w,
+            n_levels,
+            per_channel=per_channel,
+            symmetric=symmetric,
+            include_zero=include_zero,
+            norm=norm,
+            n_candidates=n_candidates,
+            shrink_step=shrink_step,
+        )
+    raise MisValueError(f"range_method must be one of {list(RANGE_METHODS)}; got {range_method!r}")
+
+
+def uaq(w, bits, **grid_options) -> torch.Tensor:
+    """Uniform affine quantization of ``w`` (Eq. 2 / 4): the fake-quantized tensor, same dtype.
+
+    ``grid_options`` are those of :func:`make_grid` (default: per-channel, asymmetric, MSE range).
+    """
+    w_in = w if isinstance(w, torch.Tensor) else torch.as_tensor(w)
+    x = _work_tensor(w_in)
+    grid = make_grid(x, bits, **grid_options)
+    out = grid.fake_quant(x)
+    return out.to(w_in.dtype) if w_in.is_floating_point() else out

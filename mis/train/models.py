@@ -91,19 +91,30 @@ class MLP(nn.Module):
 class DigitsCNN(nn.Module):
     """Small CNN for 8×8 images: conv3×3(16)–ReLU–conv3×3(32)–ReLU–maxpool2–FC(64)–ReLU–FC.
 
-    No BatchNorm (so it trains under ``vmap``). Input (N, in_channels, 8, 8).
+    With ``batchnorm=True`` each convolution is followed by a BatchNorm (conv–BN–ReLU, the
+    layout BN folding and BN re-estimation after PTQ act on); the default has no BatchNorm
+    so it trains under ``vmap``. Input (N, in_channels, 8, 8).
     """
 
-    def __init__(self, n_classes: int = 10, in_channels: int = 1, width: int = 16, size: int = 8):
+    def __init__(
+        self,
+        n_classes: int = 10,
+        in_channels: int = 1,
+        width: int = 16,
+        size: int = 8,
+        batchnorm: bool = False,
+    ):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, width, 3, padding=1)
-        self.conv2 = nn.Conv2d(width, 2 * width, 3, padding=1)
+        self.conv1 = nn.Conv2d(in_channels, width, 3, padding=1, bias=not batchnorm)
+        self.conv2 = nn.Conv2d(width, 2 * width, 3, padding=1, bias=not batchnorm)
+        self.bn1 = nn.BatchNorm2d(width) if batchnorm else nn.Identity()
+        self.bn2 = nn.BatchNorm2d(2 * width) if batchnorm else nn.Identity()
         self.fc1 = nn.Linear(2 * width * (size // 2) ** 2, 64)
         self.fc2 = nn.Linear(64, n_classes)
 
     def forward(self, x):
-        x = F.relu(self.conv1(x))
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = F.max_pool2d(F.relu(self.bn2(self.conv2(x))), 2)
         return self.fc2(F.relu(self.fc1(x.flatten(1))))
 
 

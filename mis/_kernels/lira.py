@@ -162,31 +162,16 @@ def _insertion_sort(x, n):
 
 @jit
 def _gather_sorted(signals, keep, skip, j0, j1, n_in, buf):
-    """Sorted IN values in ``buf[i, q, :n_in[i]]``, sorted OUT values after them.
+    """As :func:`_gather`, then each example's IN values and OUT values sorted.
 
     Uses the counts ``n_in`` from :func:`_moments` (same ``skip``).
     """
-    n_models = signals.shape[0]
-    n_queries = signals.shape[2]
-    bs = j1 - j0
-    a = np.zeros(bs, dtype=np.int64)
-    z = np.zeros(bs, dtype=np.int64)
-    for m in range(n_models):
-        if m == skip:
-            continue
-        for i in range(bs):
-            if keep[m, j0 + i]:
-                k = a[i]
-                a[i] += 1
-            else:
-                k = n_in[i] + z[i]
-                z[i] += 1
-            for q in range(n_queries):
-                buf[i, q, k] = signals[m, j0 + i, q]
-    for i in range(bs):
-        for q in range(n_queries):
+    _gather(signals, keep, skip, j0, j1, n_in, buf)
+    n_shadows = signals.shape[0] - (1 if 0 <= skip < signals.shape[0] else 0)
+    for i in range(j1 - j0):
+        for q in range(signals.shape[2]):
             _insertion_sort(buf[i, q, :], n_in[i])
-            _insertion_sort(buf[i, q, n_in[i] :], z[i])
+            _insertion_sort(buf[i, q, n_in[i] :], n_shadows - n_in[i])
 
 
 @jit

@@ -458,7 +458,9 @@ def _jackknife_acceleration(p: _Prepared, combine) -> np.ndarray:
                 )
             )
         )
-        u = (n_blocks - 1) * (np.nanmean(theta, axis=0) - theta)
+        with warnings.catch_warnings():  # an undefined metric is NaN in every block
+            warnings.simplefilter("ignore", RuntimeWarning)
+            u = (n_blocks - 1) * (np.nanmean(theta, axis=0) - theta)
         num = num + np.nansum(u**3, axis=0) / n_blocks**3
         den = den + np.nansum(u**2, axis=0) / n_blocks**2
     with np.errstate(invalid="ignore", divide="ignore"):

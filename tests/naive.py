@@ -521,3 +521,186 @@ def rmia_naive(probs, keep, target, mode="offline", a=0.3, gamma=2.0, population
         zs = [z for z in pop if z != x]
         scores[x] = sum(ratio[x] >= gamma * ratio[z] for z in zs) / len(zs)
     return scores
+
+
+# ============================================================================================
+# quant OBC / GPTQ / BN tuning: plain OBS loops, constrained least squares, BN statistics
+# ============================================================================================
+
+
+def damped_hessian_naive(H, percdamp):
+    """Dead columns (H_jj = 0 -> H_jj = 1) and H + percdamp·mean(diag H)·I; also the dead mask."""
+    H = np.array(H, dtype=np.float64)
+    dead = np.diag(H) == 0
+    for j in np.flatnonzero(dead):
+        H[j, j] = 1.0
+    return H + percdamp * np.mean(np.diag(H)) * np.eye(H.shape[0]), dead
+
+
+def nearest_level_naive(v, levels):
+    """The level nearest to the scalar v (levels sorted ascending; a tie takes the upper
+    level, so 0 -> +α on the sign grid)."""
+    d = [abs(v - lv) for lv in levels]
+    return float(levels[max(i for i, di in enumerate(d) if di == min(d))])
+
+
+def obc_naive(W, H, levels, percdamp=0.01):
+    """ExactOBS (Frantar & Alistarh 2022) one row and one weight at a time, explicit H⁻¹.
+
+    ``levels`` (C, L): each row's sorted grid levels (equally spaced). A weight is outside
+    the clamp range when it lies more than half a step beyond the outer levels; such
+    weights are fixed first (largest error first), otherwise the least (w - q)²/[H⁻¹]_jj.
+    Returns (Q, order).
+    """
+    W = np.array(W, dtype=np.float64)
+    Hd, dead = damped_hessian_naive(H, percdamp)
+    W[:, dead] = 0.0
+    C, K = W.shape
+    Hinv0 = np.linalg.inv(Hd)
+    Q = np.zeros((C, K))
+    order = np.zeros((C, K), dtype=np.int64)
+    for c in range(C):
+        lv = np.asarray(levels[c], dtype=np.float64)
+        half = (lv[1] - lv[0]) / 2
+        w = W[c].copy()
+        Hinv = Hinv0.copy()
+        free = list(range(K))
+        for t in range(K):
+            best, best_score, out_best, out_err = None, np.inf, None, -1.0
+            for j in free:
+                q = nearest_level_naive(w[j], lv)
+                e = (w[j] - q) ** 2
+                if w[j] < lv[0] - half or w[j] > lv[-1] + half:
+                    if e > out_err:
+                        out_best, out_err = j, e
+                s = e / Hinv[j, j]
+                if s < best_score:
+                    best, best_score = j, s
+            j = out_best if out_best is not None else best
+            q = nearest_level_naive(w[j], lv)
+            d = Hinv[j, j]
+            w = w - (w[j] - q) / d * Hinv[:, j]
+            w[j] = q
+            Hinv = Hinv - np.outer(Hinv[:, j], Hinv[j, :]) / d
+            Q[c, j] = q
+            order[c, t] = j
+            free.remove(j)
+    return Q, order
+
+
+def ordered_obs_naive(W, H, levels, order, percdamp=0.01):
+    """OBS quantization in a fixed column order for all rows (what GPTQ computes, §3):
+    explicit H⁻¹, one weight at a time, downdate after each."""
+    W = np.array(W, dtype=np.float64)
+    Hd, dead = damped_hessian_naive(H, percdamp)
+    W[:, dead] = 0.0
+    C, K = W.shape
+    Q = np.zeros((C, K))
+    for c in range(C):
+        lv = np.asarray(levels[c], dtype=np.float64)
+        w = W[c].copy()
+        Hinv = np.linalg.inv(Hd)
+        for j in order:
+            q = nearest_level_naive(w[j], lv)
+            d = Hinv[j, j]
+            w = w - (w[j] - q) / d * Hinv[:, j]
+            w[j] = q
+            Hinv = Hinv - np.outer(Hinv[:, j], Hinv[j, :]) / d
+            Q[c, j] = q
+    return Q
+
+
+def constrained_lstsq_naive(w, X, fixed, values, percdamp=0.01):
+    """The free weights v_F minimising (v - w)ᵀ H_λ (v - w) with v_S = values fixed.
+
+    H_λ = 2XᵀX/N + λ·mean(diag)·I (X of shape (N, K), rows = inputs). Solved with numpy
+    lstsq on the stacked system A = [sqrt(2/N)·X; sqrt(λ·mean diag)·I]: minimise
+    ‖A_F (v_F - w_F) + A_S (values - w_S)‖². Returns the full vector v.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    N, K = X.shape
+    H = 2 * X.T @ X / N
+    lam = percdamp * np.mean(np.diag(H))
+    A = np.vstack([np.sqrt(2.0 / N) * X, np.sqrt(lam) * np.eye(K)])
+    fixed = list(fixed)
+    free = [j for j in range(K) if j not in set(fixed)]
+    v = w.copy()
+    v[fixed] = values
+    if free:
+        rhs = -A[:, fixed] @ (np.asarray(values) - w[fixed])
+        sol, *_ = np.linalg.lstsq(A[:, free], rhs, rcond=None)
+        v[free] = w[free] + sol
+    return v
+
+
+def bn_running_stats_naive(batches, momentum):
+    """BatchNorm running mean / unbiased var after reset (0, 1) and one update per batch.
+
+    ``batches``: list of arrays (n, C, ...) — the BN layer's inputs. ``momentum`` None =
+    cumulative average (1/k for the k-th batch).
+    """
+    mean = None
+    var = None
+    for k, x in enumerate(batches, start=1):
+        x = np.asarray(x, dtype=np.float64)
+        C = x.shape[1]
+        flat = np.moveaxis(x, 1, 0).reshape(C, -1)
+        if mean is None:
+            mean, var = np.zeros(C), np.ones(C)
+        m = 1.0 / k if momentum is None else momentum
+        bm = flat.mean(1)
+        bv = flat.var(1, ddof=1)
+        mean = (1 - m) * mean + m * bm
+        var = (1 - m) * var + m * bv
+    return mean, var
+
+
+# ============================================================================================
+# quant: AdaRound / BRECQ (rectified sigmoid, regulariser, β schedule, BatchNorm folding)
+# ============================================================================================
+
+
+def rectified_sigmoid_naive(v, zeta=1.1, gamma=-0.1):
+    """h(V) = clip(σ(V)(ζ − γ) + γ, 0, 1), one element at a time with math.exp."""
+    import math
+
+    v = np.asarray(v, dtype=np.float64)
+    out = np.empty_like(v)
+    for i, x in np.ndenumerate(v):
+        s = 1.0 / (1.0 + math.exp(-x))
+        out[i] = min(1.0, max(0.0, s * (zeta - gamma) + gamma))
+    return out
+
+
+def rounding_regularizer_naive(h, beta):
+    """Σ 1 − |2h − 1|^β as a Python loop."""
+    total = 0.0
+    for x in np.asarray(h, dtype=np.float64).ravel():
+        total += 1.0 - abs(2.0 * x - 1.0) ** beta
+    return total
+
+
+def beta_naive(t, t_max, warmup=0.2, start_b=20.0, end_b=2.0):
+    """The reference schedule: no regulariser (None) while t < warmup·t_max, then linear decay
+    from start_b to end_b (yhhhli/BRECQ LinearTempDecay with rel_start_decay = warmup)."""
+    start = warmup * t_max
+    if t < start:
+        return None
+    rel = (t - start) / (t_max - start)
+    return end_b + (start_b - end_b) * max(0.0, 1.0 - rel)
+
+
+def fold_bn_naive(w, b, gamma, beta, mean, var, eps):
+    """BatchNorm folded into a layer, channel by channel: W'_c = a_c W_c,
+    b'_c = a_c (b_c − μ_c) + β_c with a_c = γ_c / sqrt(σ²_c + ε)."""
+    import math
+
+    w = np.asarray(w, dtype=np.float64)
+    w_new = np.empty_like(w)
+    b_new = np.empty(w.shape[0])
+    for c in range(w.shape[0]):
+        a = gamma[c] / math.sqrt(var[c] + eps)
+        w_new[c] = a * w[c]
+        b_new[c] = a * ((0.0 if b is None else b[c]) - mean[c]) + beta[c]
+    return w_new, b_new

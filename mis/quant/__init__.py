@@ -7,10 +7,14 @@
   :func:`weight_quantizer`, :func:`quantization_report`.
 * :mod:`mis.quant.calibration` — :class:`Calibration`, members-only calibration data.
 
-Methods register on import: ``rtn`` here; further methods (``adaround``, ``brecq``,
-``obc``, ``gptq``) are imported below as they land.
+* :mod:`mis.quant.obc`, :mod:`mis.quant.gptq` — OBC (ExactOBS) and GPTQ;
+  :mod:`mis.quant.bn` — batch-norm re-estimation; :mod:`mis.quant.capture` — layer Hessians.
+
+Methods register on import: ``rtn``, ``obc`` and ``gptq`` below.
 """
 
+from mis.quant import gptq as _gptq  # noqa: F401  registers "gptq"
+from mis.quant import obc as _obc  # noqa: F401  registers "obc"
 from mis.quant import rtn as _rtn  # noqa: F401  registers "rtn"
 from mis.quant.api import (
     SUPPORTED_LAYERS,
@@ -34,6 +38,7 @@ from mis.quant.api import (
     weight_quantizer,
 )
 from mis.quant.aubinais import bbit_quantize, sign_quantize, ternary_quantize
+from mis.quant.bn import bn_tune
 from mis.quant.calibration import Calibration, check_members, select_calibration
 from mis.quant.grids import (
     AffineGrid,
@@ -64,6 +69,7 @@ __all__ = [
     "available_weight_quantizers",
     "bbit_quantize",
     "bits_to_levels",
+    "bn_tune",
     "check_members",
     "distinct_per_channel",
     "get_method",

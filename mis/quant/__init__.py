@@ -7,12 +7,16 @@
   :func:`weight_quantizer`, :func:`quantization_report`.
 * :mod:`mis.quant.calibration` — :class:`Calibration`, members-only calibration data.
 
+* :mod:`mis.quant.adaround`, :mod:`mis.quant.brecq` — AdaRound and BRECQ (with
+  :mod:`mis.quant.reconstruct` and BN folding in :mod:`mis.quant.fold`);
 * :mod:`mis.quant.obc`, :mod:`mis.quant.gptq` — OBC (ExactOBS) and GPTQ;
   :mod:`mis.quant.bn` — batch-norm re-estimation; :mod:`mis.quant.capture` — layer Hessians.
 
-Methods register on import: ``rtn``, ``obc`` and ``gptq`` below.
+Methods register on import: ``rtn``, ``adaround``, ``brecq``, ``obc`` and ``gptq`` below.
 """
 
+from mis.quant import adaround as _adaround  # noqa: F401  registers "adaround"
+from mis.quant import brecq as _brecq  # noqa: F401  registers "brecq"
 from mis.quant import gptq as _gptq  # noqa: F401  registers "gptq"
 from mis.quant import obc as _obc  # noqa: F401  registers "obc"
 from mis.quant import rtn as _rtn  # noqa: F401  registers "rtn"

@@ -24,6 +24,21 @@ from mis._kernels.random import next_below, stream_state
 
 
 @jit
+def _level_count(alpha, neg, strict):
+    """Largest false-positive count k with k/neg <= alpha (k/neg < alpha when strict).
+
+    Compared in floating point exactly as the rate fp/neg would be, so counting
+    against it equals comparing rates.
+    """
+    k = np.floor(alpha * neg)
+    while (k + 1.0) / neg < alpha or (not strict and (k + 1.0) / neg == alpha):
+        k += 1.0
+    while k >= 0.0 and (k / neg > alpha or (strict and k / neg == alpha)):
+        k -= 1.0
+    return k
+
+
+@jit
 def roc_metrics(labels, w, is_end, fprs, strict, fpr_min, log_table, out):
     """TPR at each FPR level, AUC and log-AUC of one weighted sample, into ``out``.
 
@@ -40,13 +55,15 @@ def roc_metrics(labels, w, is_end, fprs, strict, fpr_min, log_table, out):
 
     Notes
     -----
-    The counts are accumulated without branching on the label (the labels of
-    sorted scores are unpredictable, and a mispredicted branch per element
-    doubled the cost). The AUC adds the trapezoids between ROC points. The
-    log-AUC integrates each straight ROC segment (f0,t0)–(f1,t1), on which
+    The pass works on the cumulative counts TP and FP (whole numbers, exact in
+    float64) and divides only where it must: the labels of sorted scores are
+    unpredictable, so counts are accumulated without branching on them, and an
+    FPR level α is a count threshold (:func:`_level_count`). Twice the AUC is
+    the sum over ROC steps of ΔFP (TP + TP_prev), divided by 2 P N at the end.
+    The log-AUC integrates each straight ROC segment (f0,t0)–(f1,t1), on which
     TPR(f) = c + m f, against d ln f over [a, f1] with a = max(f0, fpr_min):
-    c ln(f1/a) + m (f1 − a), where ln(f1/f0) = ln F1 − ln F0 for the
-    false-positive counts F and ln(f1/fpr_min) = ln F1 − ln(N fpr_min).
+    c ln(f1/a) + m (f1 − a); in counts, ln(f1/f0) = ln FP1 − ln FP0 and
+    ln(f1/fpr_min) = ln FP1 − ln(N fpr_min).
     """
     k = fprs.shape[0]
     n = labels.shape[0]
@@ -59,43 +76,43 @@ def roc_metrics(labels, w, is_end, fprs, strict, fpr_min, log_table, out):
     if pos <= 0.0 or neg <= 0.0:
         out[:] = np.nan
         return
-    ln_floor = np.log(neg * fpr_min)  # ln of the (fractional) fp count at fpr_min
+    floor_count = neg * fpr_min  # the (fractional) fp count at fpr_min
+    ln_floor = np.log(floor_count)
     tp = 0.0
     fp = 0.0
-    f_prev = 0.0
-    t_prev = 0.0
+    tp_prev = 0.0
+    fp_prev = 0.0
     ln_fp_prev = ln_floor
-    auc2 = 0.0  # twice the AUC
-    log_area = 0.0
+    auc2 = 0.0  # twice the AUC, times pos * neg
+    log_area = 0.0  # times pos
     jp = 0  # next FPR level the curve has not passed yet
-    level = fprs[0] if k > 0 else 2.0
+    level = _level_count(fprs[0], neg, strict) if k > 0 else np.inf
     for s in range(n):
         w_pos = w[s] * labels[s]
         tp += w_pos
         fp += w[s] - w_pos
+        if is_end[s] and fp > fp_prev:
+            # the curve leaves FPR level jp: the TPR there is the previous point's
+            while fp > level:
+                out[jp] = tp_prev / pos
+                jp += 1
+                level = _level_count(fprs[jp], neg, strict) if jp < k else np.inf
+            d_fp = fp - fp_prev
+            auc2 += d_fp * (tp + tp_prev)
+            if fp > floor_count:
+                ln_fp = log_table[np.int64(fp)] if fp < log_table.shape[0] else np.log(fp)
+                slope = (tp - tp_prev) / d_fp
+                a = fp_prev if fp_prev > floor_count else floor_count
+                log_area += (tp_prev - slope * fp_prev) * (ln_fp - ln_fp_prev) + slope * (fp - a)
+                ln_fp_prev = ln_fp
+            fp_prev = fp
         if is_end[s]:
-            f = fp / neg  # a division, not a reciprocal product: f <= alpha must be exact
-            t = tp / pos
-            if f > f_prev:
-                # the curve leaves FPR level ``level``: the TPR there is the previous point's
-                while f > level or (strict and f == level):
-                    out[jp] = t_prev
-                    jp += 1
-                    level = fprs[jp] if jp < k else 2.0
-                auc2 += (f - f_prev) * (t + t_prev)
-                if f > fpr_min:
-                    ln_fp = log_table[np.int64(fp)] if fp < log_table.shape[0] else np.log(fp)
-                    m = (t - t_prev) / (f - f_prev)
-                    a = f_prev if f_prev > fpr_min else fpr_min
-                    log_area += (t_prev - m * f_prev) * (ln_fp - ln_fp_prev) + m * (f - a)
-                    ln_fp_prev = ln_fp
-                f_prev = f
-            t_prev = t
+            tp_prev = tp
     while jp < k:  # levels the curve never passes: the whole curve qualifies
-        out[jp] = t_prev
+        out[jp] = tp_prev / pos
         jp += 1
-    out[k] = 0.5 * auc2
-    out[k + 1] = log_area / np.log(1.0 / fpr_min)
+    out[k] = 0.5 * auc2 / (pos * neg)
+    out[k + 1] = log_area / (pos * np.log(1.0 / fpr_min))
 
 
 @jit

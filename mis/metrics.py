@@ -107,8 +107,8 @@ def _point_metrics(scores, labels, fprs, strict, fpr_min) -> np.ndarray:
     kfprs, undo = _kernel_fprs(fprs)
     out = np.empty(fprs.shape[0] + 2)
     _roc.roc_metrics(
-        labels[order].astype(np.float64),
-        np.ones(scores.shape[0]),
+        labels[order].astype(np.int64),
+        np.ones(scores.shape[0], dtype=np.int64),
         is_end,
         kfprs,
         strict,
@@ -145,7 +145,7 @@ def roc_curve(scores, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """
     s, y = scores_and_labels(scores, labels)
     order, is_end = _sort(s)
-    fps, tps, ends = _roc.roc_points(y[order].astype(np.float64), is_end)
+    fps, tps, ends = _roc.roc_points(y[order].astype(np.int64), is_end)
     thresholds = np.concatenate([[np.inf], s[order[ends]]])
     return fps / fps[-1], tps / tps[-1], thresholds
 
@@ -384,7 +384,7 @@ def _prepare(scorings, labels, fprs, groups, compat, fpr_min) -> _Prepared:
         if n_clusters < 2:
             raise MisValueError(f"groups must contain at least 2 distinct groups; got {n_clusters}")
     return _Prepared(
-        labels=np.stack([y[o] for o, _ in sorts]).astype(np.float64),
+        labels=np.stack([y[o] for o, _ in sorts]).astype(np.int64),
         is_ends=np.stack([e for _, e in sorts]),
         perms=np.stack([rank0[o] for o, _ in sorts]),
         strata=strata,
@@ -406,7 +406,7 @@ def _point(p: _Prepared) -> np.ndarray:
     n_scorings, n = p.labels.shape
     out = np.empty((n_scorings, p.fprs.shape[0] + 2))
     for s in range(n_scorings):
-        _roc.roc_metrics(p.labels[s], np.ones(n), p.is_ends[s], *p.kernel_args(), out[s])
+        _roc.roc_metrics(p.labels[s], np.ones(n, dtype=np.int64), p.is_ends[s], *p.kernel_args(), out[s])
     return p.unsort(out)
 
 

@@ -5,8 +5,9 @@ in that sorted order with ``labels`` (1 = member), ``is_end`` (true at the last
 position of each run of tied scores) and a weight vector ``w`` (1 for the
 data itself, bootstrap counts for a resample, 0 for a left-out observation).
 One sequential O(n) pass over the weights gives the whole ROC, so no resample
-is ever re-sorted. Weights are whole numbers, so cumulative false-positive
-counts index a table of logarithms (``log_table[k] = ln k``).
+is ever re-sorted. Labels and weights are int64 (counts add exactly and
+quickly), so cumulative false-positive counts index a table of logarithms
+(``log_table[k] = ln k``).
 
 Several scorings of the same observations (a paired comparison) share the
 weights: they are drawn in the sorted order of scoring 0 and scoring ``s``
@@ -44,8 +45,8 @@ def roc_metrics(labels, w, is_end, fprs, strict, fpr_min, log_table, out):
 
     Parameters
     ----------
-    labels : float64 (n,)  1.0 = member, 0.0 = non-member, in decreasing order of score.
-    w : float64 (n,)       whole-number weights, same order.
+    labels : int64 (n,)    1 = member, 0 = non-member, in decreasing order of score.
+    w : int64 (n,)         observation weights (counts), same order.
     is_end : bool (n,)     true at the last position of each tie group.
     fprs : float64 (k,)    FPR levels, increasing.
     strict : bool          FPR < alpha (reference LiRA code) instead of FPR <= alpha.
@@ -67,19 +68,21 @@ def roc_metrics(labels, w, is_end, fprs, strict, fpr_min, log_table, out):
     """
     k = fprs.shape[0]
     n = labels.shape[0]
-    pos = 0.0
-    total = 0.0
-    for i in range(n):
-        total += w[i]
-        pos += w[i] * labels[i]
-    neg = total - pos
-    if pos <= 0.0 or neg <= 0.0:
+    pos_i = 0
+    total_i = 0
+    for i in range(n):  # integer sums: exact, and free to vectorise
+        total_i += w[i]
+        pos_i += w[i] * labels[i]
+    if pos_i <= 0 or total_i - pos_i <= 0:
         out[:] = np.nan
         return
+    pos = float(pos_i)
+    neg = float(total_i - pos_i)
     floor_count = neg * fpr_min  # the (fractional) fp count at fpr_min
     ln_floor = np.log(floor_count)
-    tp = 0.0
-    fp = 0.0
+    tp_i = 0
+    fp_i = 0
+    fp_prev_i = 0
     tp_prev = 0.0
     fp_prev = 0.0
     ln_fp_prev = ln_floor
@@ -89,9 +92,12 @@ def roc_metrics(labels, w, is_end, fprs, strict, fpr_min, log_table, out):
     level = _level_count(fprs[0], neg, strict) if k > 0 else np.inf
     for s in range(n):
         w_pos = w[s] * labels[s]
-        tp += w_pos
-        fp += w[s] - w_pos
-        if is_end[s] and fp > fp_prev:
+        tp_i += w_pos
+        fp_i += w[s] - w_pos
+        if is_end[s] and fp_i > fp_prev_i:
+            fp_prev_i = fp_i
+            fp = float(fp_i)
+            tp = float(tp_i)
             # the curve leaves FPR level jp: the TPR there is the previous point's
             while fp > level:
                 out[jp] = tp_prev / pos
@@ -100,14 +106,14 @@ def roc_metrics(labels, w, is_end, fprs, strict, fpr_min, log_table, out):
             d_fp = fp - fp_prev
             auc2 += d_fp * (tp + tp_prev)
             if fp > floor_count:
-                ln_fp = log_table[np.int64(fp)] if fp < log_table.shape[0] else np.log(fp)
+                ln_fp = log_table[fp_i] if fp_i < log_table.shape[0] else np.log(fp)
                 slope = (tp - tp_prev) / d_fp
                 a = fp_prev if fp_prev > floor_count else floor_count
                 log_area += (tp_prev - slope * fp_prev) * (ln_fp - ln_fp_prev) + slope * (fp - a)
                 ln_fp_prev = ln_fp
             fp_prev = fp
         if is_end[s]:
-            tp_prev = tp
+            tp_prev = float(tp_i)
     while jp < k:  # levels the curve never passes: the whole curve qualifies
         out[jp] = tp_prev / pos
         jp += 1
@@ -119,7 +125,7 @@ def roc_metrics(labels, w, is_end, fprs, strict, fpr_min, log_table, out):
 def roc_points(labels, is_end):
     """Cumulative (false positives, true positives) at each tie-group end, with the origin.
 
-    ``labels`` (float64 0/1) and ``is_end`` are in decreasing order of score.
+    ``labels`` (0/1) and ``is_end`` are in decreasing order of score.
 
     Returns
     -------
@@ -161,16 +167,16 @@ def _draw_weights(w, strata, strata_start, clusters, n_clusters, seed, b):
     cluster's count (``clusters[i]`` is the cluster of position ``i``).
     """
     state = stream_state(seed, b)
-    w[:] = 0.0
+    w[:] = 0
     if n_clusters == 0:
         for c in range(strata_start.shape[0] - 1):
             lo = strata_start[c]
             size = strata_start[c + 1] - lo
             for _ in range(size):
                 state, r = next_below(state, size)
-                w[strata[lo + r]] += 1.0
+                w[strata[lo + r]] += 1
     else:
-        counts = np.zeros(n_clusters)
+        counts = np.zeros(n_clusters, dtype=np.int64)
         for _ in range(n_clusters):
             state, r = next_below(state, n_clusters)
             counts[r] += 1.0
@@ -215,8 +221,8 @@ def bootstrap_metrics(
     n = labels.shape[1]
     reps = np.empty((n_resamples, labels.shape[0], fprs.shape[0] + 2))
     for b in prange(n_resamples):
-        w = np.empty(n)
-        w_s = np.empty(n)
+        w = np.empty(n, dtype=np.int64)
+        w_s = np.empty(n, dtype=np.int64)
         _draw_weights(w, strata, strata_start, clusters, n_clusters, seed, b)
         _all_scorings(labels, w, w_s, is_ends, perms, fprs, strict, fpr_min, log_table, reps[b])
     return reps
@@ -232,10 +238,10 @@ def jackknife_metrics(labels, is_ends, perms, blocks, n_blocks, fprs, strict, fp
     n = labels.shape[1]
     out = np.empty((n_blocks, labels.shape[0], fprs.shape[0] + 2))
     for g in prange(n_blocks):
-        w = np.ones(n)
-        w_s = np.empty(n)
+        w = np.ones(n, dtype=np.int64)
+        w_s = np.empty(n, dtype=np.int64)
         for i in range(n):
             if blocks[i] == g:
-                w[i] = 0.0
+                w[i] = 0
         _all_scorings(labels, w, w_s, is_ends, perms, fprs, strict, fpr_min, log_table, out[g])
     return out

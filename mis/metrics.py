@@ -406,7 +406,9 @@ def _point(p: _Prepared) -> np.ndarray:
     n_scorings, n = p.labels.shape
     out = np.empty((n_scorings, p.fprs.shape[0] + 2))
     for s in range(n_scorings):
-        _roc.roc_metrics(p.labels[s], np.ones(n, dtype=np.int64), p.is_ends[s], *p.kernel_args(), out[s])
+        _roc.roc_metrics(
+            p.labels[s], np.ones(n, dtype=np.int64), p.is_ends[s], *p.kernel_args(), out[s]
+        )
     return p.unsort(out)
 
 

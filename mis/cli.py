@@ -1,11 +1,10 @@
 """Command-line interface: ``mis <command>``.
 
-Commands available today:
-
-* ``mis demo``  — the ROC core on a small built-in example (simulated
-  membership scores of a leaky model and a less leaky one): metrics with
-  bootstrap CIs, a paired comparison, a log-log ROC plot and a report.
-  It will become the synthetic r_Q study when that lands.
+* ``mis demo``  — the main job on its embedded default: a reduced synthetic study of
+  Aubinais et al. (2025) (one mixture setting, 100 runs, the 8 quantizers, r_Q, rankings,
+  stability, the MIS baseline, accuracies) in a few minutes on a laptop CPU; writes a report.
+* ``mis synth`` — the full synthetic study (3 × 3 mixture settings, 300 runs each) from a
+  TOML configuration (``experiments/synthetic.toml``; built-in defaults otherwise).
 * ``mis roc``   — ROC metrics with bootstrap CIs for stored ``.npy`` scores and labels.
 """
 
@@ -38,88 +37,81 @@ def _add_bootstrap_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
-def simulated_scores(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Membership scores of two models on the same examples (labels, leaky, less leaky).
+def _executors():
+    """``mis.train.executors`` (``--executor serial|process|dask``) when it is installed."""
+    try:
+        from mis.train import executors
+    except ImportError:
+        return None
+    needed = ("add_executor_arguments", "executor_from_args")
+    return executors if all(hasattr(executors, n) for n in needed) else None
 
-    Non-members score N(0, 1). Members score N(0.3, 1), except 2 % that the
-    leaky model memorised (N(4, 1)); the less leaky model (think: a coarser
-    quantization) keeps a third of that gap. Purely illustrative numbers.
-    """
-    labels = np.repeat([0, 1], n // 2)
-    noise = rng.normal(size=labels.size)
-    memorised = (labels == 1) & (rng.random(labels.size) < 0.02)
-    leaky = noise + 0.3 * labels + 3.7 * memorised
-    less_leaky = 0.8 * noise + 0.6 * rng.normal(size=labels.size) + 0.2 * labels + 1.2 * memorised
-    return labels, leaky, less_leaky
+
+def _study_options(p: argparse.ArgumentParser) -> None:
+    ex = _executors()
+    if ex is not None:
+        ex.add_executor_arguments(p)  # --executor, --scheduler, --workers, ...
+        # no --executor: the config's study.workers processes (serial when 1)
+        p.set_defaults(executor=None)
+        for action in p._actions:
+            if action.dest == "executor":
+                action.help = (
+                    "where the jobs run: this process, a process pool, or a Dask cluster "
+                    "(default: a pool of the config's study.workers processes; serial when 1)"
+                )
+            elif action.dest == "workers":
+                action.help = "number of workers (default: the config's study.workers)"
+    else:
+        p.add_argument(
+            "--workers",
+            type=int,
+            default=None,
+            metavar="N",
+            help="worker processes (default: the config's study.workers; 1 = this process)",
+        )
+    p.add_argument(
+        "--quiet", action="store_true", help="no stage log and no progress bars on stderr"
+    )
+
+
+def _run_study(cfg, args) -> int:
+    import dataclasses
+
+    from mis.exceptions import MisValueError
+    from mis.studies.synthetic import run_synthetic
+
+    if args.workers is not None:
+        if args.workers < 1:
+            raise MisValueError(f"--workers must be >= 1; got {args.workers}")
+        cfg = dataclasses.replace(cfg, study=dataclasses.replace(cfg.study, workers=args.workers))
+    executor = None
+    if getattr(args, "executor", None) is not None:
+        executor = _executors().executor_from_args(args)
+    t0 = time.perf_counter()
+    results = run_synthetic(
+        cfg,
+        args.out,
+        executor=executor,
+        progress=False if args.quiet else None,
+        log=None if args.quiet else (lambda line: print(line, file=sys.stderr)),
+    )
+    out = Path(args.out)
+    print((out / "report.md").read_text().split("## Privacy ranking")[0].rstrip())
+    print(f"\nreport: {out / 'report.md'} ({time.perf_counter() - t0:.0f} s)")
+    return 0 if results else 1
 
 
 def cmd_demo(args) -> int:
-    from mis import metrics
-    from mis.report import plots, tables
-    from mis.store import atomic_write_text
+    from mis.studies.config import demo_config
 
-    t0 = time.perf_counter()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(args.seed)
-    labels, leaky, less = simulated_scores(args.n, rng)
-    scorings = {"leaky model": leaky, "less leaky model": less}
-    opts = dict(
-        fprs=args.fprs,
-        n_resamples=args.resamples,
-        confidence_level=args.confidence,
-        method=args.method,
-    )
-    results = {
-        k: metrics.bootstrap_roc(s, labels, rng=args.seed + i, **opts)
-        for i, (k, s) in enumerate(scorings.items())
-    }
-    cmp = {"leaky − less leaky": metrics.compare_roc(leaky, less, labels, rng=args.seed, **opts)}
-    plot = plots.roc_loglog(
-        {k: metrics.roc_curve(s, labels)[:2] for k, s in scorings.items()},
-        out / "roc.png",
-        title="mis demo: simulated membership scores",
-    )
-    report = "\n".join(
-        [
-            "# mis demo — the ROC core on simulated membership scores",
-            "",
-            f"{args.n:,} examples (half members); scores are simulated "
-            "(see `mis.cli.simulated_scores`),",
-            "not produced by a model: this shows what the statistics report, not a privacy result.",
-            "",
-            "## Metrics",
-            "",
-            tables.roc_markdown(results),
-            "## Paired comparison (same resampled examples)",
-            "",
-            tables.comparison_markdown(cmp),
-            f"![log-log ROC]({plot.name})",
-            "",
-        ]
-    )
-    atomic_write_text(out / "report.md", report)
-    atomic_write_text(out / "metrics.csv", tables.to_csv(tables.roc_rows(results)))
-    atomic_write_text(
-        out / "results.json",
-        tables.to_json(
-            {
-                "command": "demo",
-                "n": args.n,
-                "seed": args.seed,
-                **opts,
-                "metrics": {k: r.as_dict() for k, r in results.items()},
-                "comparison": {k: c.as_dict() for k, c in cmp.items()},
-            }
-        ),
-    )
-    print(tables.roc_markdown(results))
-    print(tables.comparison_markdown(cmp))
-    print(
-        f"wrote {out}/report.md, results.json, metrics.csv, roc.png "
-        f"in {time.perf_counter() - t0:.1f} s"
-    )
-    return 0
+    return _run_study(demo_config(), args)
+
+
+def cmd_synth(args) -> int:
+    from mis.studies.config import full_config, load_config
+
+    cfg = load_config(args.config) if args.config else full_config()
+    return _run_study(cfg, args)
 
 
 def cmd_roc(args) -> int:
@@ -154,11 +146,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mis {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="ROC core on a built-in simulated example, writes a report")
+    demo = sub.add_parser(
+        "demo",
+        help="reduced synthetic study of Aubinais et al. (r_Q, MIS baseline), writes a report",
+        description="The main job on its built-in defaults (mis.studies.config.demo_config): "
+        "one Gaussian-mixture setting (k_modes=8, sigma=2), 100 runs of the paper's single-layer "
+        "model trained for 3,000 epochs, 8 quantizers: r_Q, ranking with CIs, stability, the MIS "
+        "baseline and Spearman/Kendall agreement, accuracies. A few minutes on a 2-core CPU. "
+        "Re-running with the same --out resumes.",
+    )
     demo.add_argument("--out", default="mis-demo", help="output directory (default ./mis-demo)")
-    demo.add_argument("--n", type=int, default=20_000, help="number of examples (default 20000)")
-    _add_bootstrap_options(demo)
+    _study_options(demo)
     demo.set_defaults(func=cmd_demo)
+
+    synth = sub.add_parser(
+        "synth",
+        help="the full synthetic study of Aubinais et al. (2025), §5.1, from a TOML config",
+        description="3 x 3 mixture settings x 300 runs (by default): r_Q of every run and "
+        "quantizer, the MIS baseline, Spearman/Kendall agreement with CIs and p-values, rank "
+        "stability (Fig. 1), r_Q vs MIS (Fig. 2), accuracies (Table 2). Interrupted studies "
+        "resume when re-run with the same config and --out.",
+    )
+    synth.add_argument(
+        "--config",
+        default=None,
+        help="TOML configuration (e.g. experiments/synthetic.toml); default: built-in full study",
+    )
+    synth.add_argument("--out", required=True, help="output directory")
+    _study_options(synth)
+    synth.set_defaults(func=cmd_synth)
+
+    from mis.studies.audit import add_audit_command
+
+    add_audit_command(sub)  # mis audit: the PTQ privacy audit of Zhang et al. (2025)
 
     roc = sub.add_parser("roc", help="ROC metrics with bootstrap CIs for .npy scores and labels")
     roc.add_argument("scores", help=".npy file of membership scores (higher = member)")

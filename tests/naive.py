@@ -16,8 +16,8 @@ import numpy as np
 
 def auc_pairwise(scores, labels) -> float:
     """AUC by counting every (member, non-member) pair; ties count 1/2."""
-    pos = [s for s, y in zip(scores, labels) if y == 1]
-    neg = [s for s, y in zip(scores, labels) if y == 0]
+    pos = [s for s, y in zip(scores, labels, strict=True) if y == 1]
+    neg = [s for s, y in zip(scores, labels, strict=True) if y == 0]
     total = 0.0
     for p in pos:
         for q in neg:
@@ -73,7 +73,7 @@ def _mix64(z: int) -> int:
 
 
 def splitmix_stream(seed: int, index: int, n: int, count: int) -> list[int]:
-    """``count`` integers uniform in [0, n) from stream ``index`` of ``seed`` (mis._kernels.random)."""
+    """``count`` integers in [0, n) from stream ``index`` of ``seed`` (as mis._kernels.random)."""
     state = _mix64(seed ^ _mix64((index + _GOLDEN) & _MASK64))
     out = []
     for _ in range(count):

@@ -8,18 +8,31 @@ import pytest
 from mis import cli
 
 
-def test_demo_writes_report(tmp_path, capsys):
+def test_demo_writes_report(tmp_path, capsys, monkeypatch):
+    """`mis demo` runs the embedded synthetic study (shrunk here to a tiny one)."""
+    from mis.studies import config
+
+    tiny = config.SyntheticConfig.from_dict(
+        {
+            "study": {"runs": 6, "chunk_size": 3, "workers": 1},
+            "data": {"k_modes": [4], "sigmas": [1.0], "dim": 6, "n_train": 12, "n_val": 20,
+                     "n_test": 40},
+            "train": {"epochs": 30, "lr": 1e-2},
+            "trajectory": {"keep_best": 5},
+            "mis": {"n_members": 12, "hidden": [8], "epochs": 2, "patience": 1},
+            "analysis": {"k_runs": [2, 6], "n_subsets": 5, "n_resamples": 20},
+        }
+    )  # fmt: skip
+    monkeypatch.setattr(config, "demo_config", lambda: tiny)
     out = tmp_path / "demo"
-    assert cli.main(["demo", "--out", str(out), "--n", "4000", "--resamples", "100"]) == 0
-    for name in ("report.md", "results.json", "metrics.csv", "roc.png"):
+    assert cli.main(["demo", "--out", str(out), "--quiet"]) == 0
+    for name in ("report.md", "results.json", "rq.csv", "accuracy.csv", "fig2_rq_vs_mis.png"):
         assert (out / name).stat().st_size > 0
     results = json.loads((out / "results.json").read_text())
-    leaky = results["metrics"]["leaky model"]["auc"]
-    less = results["metrics"]["less leaky model"]["auc"]
-    assert leaky["low"] <= leaky["estimate"] <= leaky["high"]
-    assert leaky["estimate"] > less["estimate"]  # the simulation makes the first model leakier
-    assert "| leaky model |" in (out / "report.md").read_text()
-    assert (out / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert results["settings"][0]["key"] == "k4-s1"
+    assert results["settings"][0]["agreement"]["permutation"] == "exact"
+    assert "## Headline" in capsys.readouterr().out
+    assert (out / "fig2_rq_vs_mis.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_roc_command(tmp_path, capsys):
@@ -45,4 +58,5 @@ def test_help_lists_commands(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     text = capsys.readouterr().out
-    assert "demo" in text and "roc" in text
+    for command in ("demo", "synth", "audit", "roc"):
+        assert command in text

@@ -1,0 +1,294 @@
+"""Metrics, intervals and paired tests of the PTQ privacy audit (stage 5 of
+:mod:`mis.studies.audit`).
+
+For every variant (full precision, and method × bits × decoupled last layer) and attack:
+
+* **Per target** — :func:`mis.attacks.evaluate`: TPR at each FPR level, AUC and log-AUC
+  (:func:`mis.metrics.log_roc_auc`, normalised area under TPR against log10 FPR on
+  [fpr_min, 1]) with percentile (or BCa) bootstrap intervals over examples, members and
+  non-members resampled separately.
+* **Pooled over targets** — the (score, membership) pairs of all targets in one ROC; the
+  interval comes from a cluster bootstrap in which an example and its rows for every target
+  are drawn together (they are not independent). TPR@0.1 % FPR needs at least 1,000
+  non-members: a single digits target has fewer, so only the pooled value is defined there.
+* **Over targets** — mean, standard deviation (ddof 1) and the Student-t interval
+  ``mean ± t_{(1+c)/2, T−1} · sd / √T`` of the per-target point estimates (the paper's
+  "mean over 10 seeds"), likewise for the test accuracy and its paired drop against full
+  precision.
+* **Paired tests** — :func:`mis.metrics.compare_roc` of the quantized scores against the
+  full-precision scores of the same targets on the same resampled examples (difference =
+  quantized − full precision; negative = less leakage): pooled over targets (cluster
+  bootstrap) and per target. Holm's step-down correction (as ``statsmodels``
+  ``multipletests(method="holm")``) controls the family-wise error at ``metrics.alpha``
+  within each family: for one attack and one metric, the pooled tests of all quantized
+  variants form one family, the per-target tests of all (variant, target) pairs another.
+  Undefined p-values (a TPR below the resolvable FPR) are left out of the family.
+* **ROC bands** — pointwise bootstrap intervals of the pooled TPR on a log-spaced FPR grid
+  from the resolvable floor ``1/n_non-members`` to 0.99 (``metrics.band_points`` points).
+
+Each (variant, attack) result is cached as ``<out>/analysis/<variant>/<attack>.json`` (seeded,
+so a cached result equals a recomputed one) and skipped when present.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from mis.studies.audit import BAND, BOOT, TESTS, derive_seed, quant_name
+from mis.studies.audit_config import AuditConfig, Variant, bits_label
+
+__all__ = ["ATTACK_LABELS", "analyse", "holm", "over_targets"]
+
+ATTACK_LABELS = {
+    "lira_online": "LiRA online",
+    "lira_offline": "LiRA offline",
+    "rmia": "RMIA",
+    "loss": "loss threshold",
+}
+
+
+def over_targets(values, confidence_level: float = 0.95) -> dict:
+    """Mean, sd (ddof 1) and Student-t interval of the finite values (NaN when undefined)."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    n = int(v.size)
+    if n == 0:
+        return {"mean": math.nan, "sd": math.nan, "low": math.nan, "high": math.nan, "n": 0}
+    mean = float(v.mean())
+    if n < 2:
+        return {"mean": mean, "sd": math.nan, "low": math.nan, "high": math.nan, "n": n}
+    sd = float(v.std(ddof=1))
+    half = float(stats.t.ppf((1 + confidence_level) / 2, n - 1)) * sd / math.sqrt(n)
+    return {"mean": mean, "sd": sd, "low": mean - half, "high": mean + half, "n": n}
+
+
+def holm(pvalues, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Holm's step-down adjusted p-values and rejections at family-wise level ``alpha``.
+
+    With the m finite p-values sorted ascending, ``p̃_(i) = min(1, max_{j ≤ i} (m − j + 1)
+    p_(j))`` (1-based) and H_(i) is rejected when ``p̃_(i) ≤ alpha`` — the same numbers as
+    ``statsmodels.stats.multitest.multipletests(p, alpha, method="holm")`` (checked in the
+    tests; computed here because that function calls ``gc.collect()`` on every call, a
+    third of a second each in a process holding torch). NaN p-values stay NaN and are
+    not rejected; they do not count in m.
+    """
+    p = np.asarray(pvalues, dtype=np.float64)
+    adj = np.full(p.shape, np.nan)
+    rej = np.zeros(p.shape, dtype=bool)
+    ok = np.flatnonzero(np.isfinite(p))
+    if ok.size:
+        order = ok[np.argsort(p[ok], kind="stable")]
+        m = order.size
+        a = np.minimum(1.0, np.maximum.accumulate(p[order] * np.arange(m, 0, -1)))
+        adj[order] = a
+        rej[order] = a <= alpha
+    return adj, rej
+
+
+def _band_grid(n_neg: int, points: int) -> np.ndarray:
+    lo = 1.0001 / n_neg
+    return np.logspace(math.log10(lo), math.log10(0.99), points)
+
+
+def _analyse_one(cfg: AuditConfig, v: Variant, attack: str, scores, fp_scores, keep_t) -> dict:
+    """Metrics of one (variant, attack): see the module docstring."""
+    from mis import metrics
+    from mis.attacks import evaluate
+
+    m = cfg.metrics
+    seed = cfg.study.seed
+    common = dict(
+        n_resamples=m.n_resamples,
+        confidence_level=m.confidence_level,
+        method=m.method,
+        fpr_min=m.fpr_min,
+    )
+    n_t, n = scores.shape
+    ev = evaluate(scores, keep_t, fprs=m.fprs, rng=derive_seed(seed, BOOT, v.key, attack), **common)
+    names = ev.pooled.names()
+    table = ev.per_target_table()  # (T, len(names) + 1): ..., attack accuracy
+    res = {
+        "pooled": ev.pooled.as_dict(),
+        "pooled_attack_accuracy": ev.pooled_accuracy,
+        "per_target": [r.as_dict() for r in ev.per_target],
+        "per_target_attack_accuracy": [float(a) for a in ev.per_target_accuracy],
+        "over_targets": {
+            name: over_targets(table[:, i], m.confidence_level)
+            for i, name in enumerate([*names, "attack_accuracy"])
+        },
+    }
+    flat_s = np.ascontiguousarray(scores).ravel()
+    flat_k = np.ascontiguousarray(keep_t).ravel()
+    groups = np.tile(np.arange(n), n_t) if n_t > 1 else None
+    if fp_scores is not None:
+        flat_fp = np.ascontiguousarray(fp_scores).ravel()
+        pooled = metrics.compare_roc(
+            flat_s, flat_fp, flat_k, fprs=m.fprs, groups=groups,
+            rng=derive_seed(seed, TESTS, v.key, attack), **common,
+        )  # fmt: skip
+        per = [
+            metrics.compare_roc(
+                scores[t], fp_scores[t], keep_t[t], fprs=m.fprs,
+                rng=derive_seed(seed, TESTS, v.key, attack, t + 1), **common,
+            ).as_dict()
+            for t in range(n_t)
+        ]  # fmt: skip
+        res["vs_fp"] = {"pooled": pooled.as_dict(), "per_target": per}
+    n_neg = int((~flat_k.astype(bool)).sum())
+    grid = _band_grid(n_neg, m.band_points)
+    band = metrics.bootstrap_roc(
+        flat_s, flat_k, fprs=grid, groups=groups, n_resamples=m.band_resamples,
+        confidence_level=m.confidence_level, fpr_min=m.fpr_min,
+        rng=derive_seed(seed, BAND, v.key, attack),
+    )  # fmt: skip
+    res["roc_band"] = {
+        "fpr": grid.tolist(),
+        "tpr": [iv.estimate for iv in band.tpr],
+        "low": [iv.low for iv in band.tpr],
+        "high": [iv.high for iv in band.tpr],
+    }
+    return res
+
+
+def _cached(path: Path, compute):
+    """Load ``path`` (JSON, NaN allowed) or compute, write atomically and return it."""
+    from mis.store import atomic_write_text
+
+    if path.exists():
+        return json.loads(path.read_text())
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(value, sort_keys=True))
+    return json.loads(json.dumps(value))  # the same floats as a later load
+
+
+def analyse(cfg: AuditConfig, store, out, keep, fp, data, progress=None) -> dict:
+    """Everything statistical of the audit from the run store; returns part of results.json."""
+    from mis.exceptions import UndefinedMetricWarning
+    from mis.train import progress_bar
+
+    out = Path(out)
+    targets = cfg.target_models()
+    keep_t = np.ascontiguousarray(keep[targets])
+    variants = cfg.variants()
+    attacks = list(cfg.attack.attacks)
+    m = cfg.metrics
+    names = [f"tpr@{f:g}fpr" for f in m.fprs] + ["auc", "log_auc"]
+    y_test = np.asarray(data.y_test)
+
+    # -- accuracy and bits ---------------------------------------------------------------
+    acc: dict[str, np.ndarray] = {}
+    bpp: dict[str, float] = {}
+    for v in variants:
+        if v.is_fp:
+            preds = np.asarray(fp["test_pred"])[targets]
+            bpp[v.key] = 32.0
+        else:
+            preds = np.stack(
+                [np.asarray(store.load(f"{quant_name(v.key, t)}/test_pred")) for t in targets]
+            )
+            bpp[v.key] = float(
+                np.mean(
+                    [store.load(f"{quant_name(v.key, t)}/bits_per_parameter")[0] for t in targets]
+                )
+            )
+        acc[v.key] = (preds == y_test[None, :]).mean(axis=1)
+    accuracy = {}
+    for v in variants:
+        a = acc[v.key]
+        accuracy[v.key] = {
+            "per_target": a.tolist(),
+            **over_targets(a, m.confidence_level),
+            "drop": over_targets(acc["fp"] - a, m.confidence_level),
+        }
+
+    # -- privacy -------------------------------------------------------------------------
+    privacy: dict[str, dict[str, dict]] = {v.key: {} for v in variants}
+    pairs = [(v, a) for v in variants for a in attacks]
+    undefined = set()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UndefinedMetricWarning)
+        for v, a in progress_bar(pairs, desc="metrics", enabled=progress):
+            scores = np.asarray(store.load(f"scores/{v.key}/{a}"))
+            fp_scores = None if v.is_fp else np.asarray(store.load(f"scores/fp/{a}"))
+            privacy[v.key][a] = _cached(
+                out / "analysis" / v.key / f"{a}.json",
+                lambda v=v, a=a, s=scores, f=fp_scores: _analyse_one(cfg, v, a, s, f, keep_t),
+            )
+    for w in caught:
+        if issubclass(w.category, UndefinedMetricWarning):
+            undefined.add(str(w.message))
+
+    # -- Holm over each family -----------------------------------------------------------
+    for a in attacks:
+        for name in names:
+            qv = [v for v in variants if not v.is_fp]
+            p = [privacy[v.key][a]["vs_fp"]["pooled"][name]["pvalue"] for v in qv]
+            adj, rej = holm(p, m.alpha)
+            for v, pa, r in zip(qv, adj, rej, strict=True):
+                d = privacy[v.key][a]["vs_fp"]["pooled"][name]
+                d["pvalue_holm"], d["reject"] = float(pa), bool(r)
+            cells = [(v, t) for v in qv for t in range(len(targets))]
+            p = [privacy[v.key][a]["vs_fp"]["per_target"][t][name]["pvalue"] for v, t in cells]
+            adj, rej = holm(p, m.alpha)
+            for (v, t), pa, r in zip(cells, adj, rej, strict=True):
+                d = privacy[v.key][a]["vs_fp"]["per_target"][t][name]
+                d["pvalue_holm"], d["reject"] = float(pa), bool(r)
+            for v in qv:
+                per = privacy[v.key][a]["vs_fp"]["per_target"]
+                privacy[v.key][a]["vs_fp"].setdefault("n_reject_per_target", {})[name] = int(
+                    sum(bool(d[name]["reject"]) for d in per)
+                )
+
+    n_neg = (~keep_t).sum(axis=1)
+    notes = []
+    if undefined:
+        notes.append(
+            "Some per-target TPRs are undefined (NaN): a target has only "
+            f"{int(n_neg.min())}–{int(n_neg.max())} non-members, fewer than 1/FPR for the "
+            "lowest FPR level; the pooled values (all targets' non-members) are defined."
+        )
+    return {
+        "data": {
+            "name": cfg.data.name,
+            "n_pool": int(keep.shape[1]),
+            "n_test": int(y_test.size),
+            "n_classes": int(data.n_classes),
+            "input_shape": list(data.x.shape[1:]),
+            "members_per_target": [int(k) for k in keep_t.sum(axis=1)],
+        },
+        "models": {
+            "shadows": cfg.study.shadows,
+            "targets": cfg.study.targets,
+            "target_indices": targets,
+        },
+        "fprs": list(m.fprs),
+        "metric_names": names,
+        "attacks": attacks,
+        "attack_labels": {a: ATTACK_LABELS[a] for a in attacks},
+        "variants": [
+            {
+                **v.as_dict(),
+                "bits_label": bits_label(v.bits) if v.bits else "32",
+                "bits_per_parameter": bpp[v.key],
+            }
+            for v in variants
+        ],
+        "accuracy": accuracy,
+        "privacy": privacy,
+        "tests": {
+            "alpha": m.alpha,
+            "correction": "holm",
+            "difference": "quantized − full precision (negative = less leakage)",
+            "families": "per (attack, metric): pooled tests over quantized variants; "
+            "per-target tests over (variant, target) pairs",
+        },
+        "warnings": notes,
+    }

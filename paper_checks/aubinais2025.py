@@ -1,0 +1,196 @@
+"""Compare a synthetic study (``mis synth`` / ``mis demo``) with Aubinais et al. (2025), §5.1.
+
+Usage::
+
+    python paper_checks/aubinais2025.py RUN_DIR [--reference FILE] [--json]
+
+Reads ``RUN_DIR/results.json`` and the paper's numbers from
+``paper_checks/aubinais2025_reference.json`` (each with where it comes from in the paper)
+and prints a table claim / paper / ours / pass:
+
+* 5 bits is ranked least private by r_Q in every setting;
+* 1.58b 90 % is ranked most private by r_Q in every setting;
+* the mean Spearman correlation between r_Q and the MIS baseline over the settings is
+  >= 0.8 (paper: 0.86), with the per-setting values of Fig. 2 for information;
+* rankings from 20 runs correlate >= 0.95 (mean Spearman over random subsets, averaged over
+  the settings) with the all-runs ranking (Fig. 1);
+* the original models' accuracies are within ±0.03 of Table 2 in every setting.
+
+A check whose input is missing (e.g. the MIS baseline was not run, or a setting of the
+paper is not in the study) prints ``n/a`` and does not pass. Exit status: 0 when every
+check passes, 1 otherwise, 2 for unreadable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+REFERENCE = Path(__file__).with_name("aubinais2025_reference.json")
+
+
+def _key(s: dict) -> str:
+    return f"k{int(s['k_modes'])}-s{float(s['sigma']):g}"
+
+
+def _fmt(x, digits=3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    return f"{x:.{digits}f}"
+
+
+def check(results: dict, reference: dict) -> list[dict]:
+    """The rows of the comparison: dicts with ``claim``, ``paper``, ``ours``, ``pass``.
+
+    ``pass`` is True / False for a checked claim and None for an information row.
+    """
+    claims = reference["claims"]
+    settings = {_key(s): s for s in results.get("settings", [])}
+    labels = results.get("labels", {})
+    rows: list[dict] = []
+
+    def name(q):
+        return labels.get(q, q)
+
+    # 1-2: extreme ranks by r_Q in every setting
+    for claim_id, pos, what in (
+        ("least_private_rq", -1, "least"),
+        ("most_private_rq", 0, "most"),
+    ):
+        q = claims[claim_id]["quantizer"]
+        got = {k: s["rq"]["order"][pos] for k, s in settings.items()}
+        hits = [k for k, v in got.items() if v == q]
+        misses = [f"{k}: {name(v)}" for k, v in got.items() if v != q]
+        ours = f"{len(hits)}/{len(got)} settings"
+        if misses:
+            ours += " (" + "; ".join(misses) + ")"
+        rows.append(
+            {
+                "claim": f"{name(q)} ranked {what} private by r_Q in every setting",
+                "paper": "all settings",
+                "ours": ours,
+                "pass": bool(got) and not misses,
+            }
+        )
+
+    # 3: mean Spearman r_Q vs MIS
+    c = claims["mean_spearman_rq_mis"]
+    rhos = {
+        k: s["agreement"]["spearman"]["estimate"]
+        for k, s in settings.items()
+        if s.get("agreement") and s["agreement"]["spearman"]["estimate"] is not None
+    }
+    mean_rho = sum(rhos.values()) / len(rhos) if rhos else None
+    rows.append(
+        {
+            "claim": f"mean Spearman(r_Q, MIS) over the settings >= {c['threshold']}",
+            "paper": _fmt(c["paper"], 2),
+            "ours": f"{_fmt(mean_rho)} ({len(rhos)} settings)" if rhos else "n/a (no MIS)",
+            "pass": mean_rho is not None and mean_rho >= c["threshold"],
+        }
+    )
+    for k, paper_rho in c["per_setting"].items():
+        if k in settings and k in rhos:
+            a = settings[k]["agreement"]
+            ours = (
+                f"{_fmt(rhos[k], 2)} [{_fmt(a['spearman']['low'], 2)}, "
+                f"{_fmt(a['spearman']['high'], 2)}], p={a['spearman_pvalue']:.2g}"
+            )
+            rows.append(
+                {
+                    "claim": f"  Spearman(r_Q, MIS) {k}",
+                    "paper": _fmt(paper_rho, 2),
+                    "ours": ours,
+                    "pass": None,
+                }
+            )
+
+    # 4: stability at 20 runs
+    c = claims["stability_20_runs"]
+    kr = c["k_runs"]
+    vals = {}
+    for k, s in settings.items():
+        st = s.get("stability")
+        if st and kr in st["k_runs"]:
+            vals[k] = st["spearman_mean"][st["k_runs"].index(kr)]
+    if vals:
+        mean_v = sum(vals.values()) / len(vals)
+        worst = min(vals, key=vals.get)
+        n_runs = sorted({settings[k]["n_runs"] for k in vals})
+        ours = (
+            f"{_fmt(mean_v)} (mean of {len(vals)} settings; min {_fmt(vals[worst])} at {worst}; "
+            f"all-runs = {'/'.join(map(str, n_runs))} runs)"
+        )
+        ok = mean_v >= c["threshold"]
+    else:
+        ours, ok = f"n/a (no subsets of {kr} runs)", False
+    rows.append(
+        {
+            "claim": f"rankings from {kr} runs: mean Spearman vs all runs >= {c['threshold']}",
+            "paper": f"> {c['threshold']}",
+            "ours": ours,
+            "pass": ok,
+        }
+    )
+
+    # 5: original accuracies (Table 2)
+    c = claims["original_accuracy"]
+    tol = c["tolerance"]
+    sub = []
+    for k, paper_acc in c["values"].items():
+        s = settings.get(k)
+        acc = s["accuracy"]["test"]["original"] if s else None
+        ok = acc is not None and abs(acc - paper_acc) <= tol
+        sub.append(
+            {
+                "claim": f"  original accuracy {k}",
+                "paper": _fmt(paper_acc),
+                "ours": f"{_fmt(acc)} (diff {acc - paper_acc:+.3f})" if acc is not None else "n/a",
+                "pass": ok,
+            }
+        )
+    n_ok = sum(r["pass"] for r in sub)
+    n_have = sum(r["ours"] != "n/a" for r in sub)
+    rows.append(
+        {
+            "claim": f"original-model accuracies of Table 2 within ±{tol}",
+            "paper": f"{len(sub)} settings",
+            "ours": f"{n_ok}/{len(sub)} within ({n_have} settings in this study)",
+            "pass": n_ok == len(sub),
+        }
+    )
+    rows += sub
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| claim | paper | ours | pass |", "|---|---|---|---|"]
+    for r in rows:
+        mark = "" if r["pass"] is None else ("yes" if r["pass"] else "NO")
+        lines.append(f"| {r['claim']} | {r['paper']} | {r['ours']} | {mark} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", help="output directory of `mis synth` (holds results.json)")
+    parser.add_argument("--reference", default=str(REFERENCE), help="paper numbers (JSON)")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    args = parser.parse_args(argv)
+    try:
+        results = json.loads((Path(args.run_dir) / "results.json").read_text())
+        reference = json.loads(Path(args.reference).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"aubinais2025: cannot read input: {exc}", file=sys.stderr)
+        return 2
+    rows = check(results, reference)
+    print(json.dumps(rows, indent=2) if args.json else markdown(rows))
+    checked = [r["pass"] for r in rows if r["pass"] is not None and not r["claim"].startswith(" ")]
+    return 0 if all(checked) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

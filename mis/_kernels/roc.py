@@ -82,38 +82,40 @@ def roc_metrics(labels, w, is_end, fprs, strict, fpr_min, log_table, out):
     ln_floor = np.log(floor_count)
     tp_i = 0
     fp_i = 0
-    fp_prev_i = 0
     tp_prev = 0.0
     fp_prev = 0.0
+    fp_point = 0  # fp count of the current ROC point
     ln_fp_prev = ln_floor
     auc2 = 0.0  # twice the AUC, times pos * neg
     log_area = 0.0  # times pos
     jp = 0  # next FPR level the curve has not passed yet
     level = _level_count(fprs[0], neg, strict) if k > 0 else np.inf
+    n_table = log_table.shape[0]
     for s in range(n):
+        # Branch-free body: positions inside a tie group or without a new false positive
+        # add exactly zero below (d_fp = 0), so nothing depends on an unpredictable branch.
         w_pos = w[s] * labels[s]
         tp_i += w_pos
         fp_i += w[s] - w_pos
-        if is_end[s] and fp_i > fp_prev_i:
-            fp_prev_i = fp_i
-            fp = float(fp_i)
-            tp = float(tp_i)
-            # the curve leaves FPR level jp: the TPR there is the previous point's
-            while fp > level:
-                out[jp] = tp_prev / pos
-                jp += 1
-                level = _level_count(fprs[jp], neg, strict) if jp < k else np.inf
-            d_fp = fp - fp_prev
-            auc2 += d_fp * (tp + tp_prev)
-            if fp > floor_count:
-                ln_fp = log_table[fp_i] if fp_i < log_table.shape[0] else np.log(fp)
-                slope = (tp - tp_prev) / d_fp
-                a = fp_prev if fp_prev > floor_count else floor_count
-                log_area += (tp_prev - slope * fp_prev) * (ln_fp - ln_fp_prev) + slope * (fp - a)
-                ln_fp_prev = ln_fp
-            fp_prev = fp
-        if is_end[s]:
-            tp_prev = float(tp_i)
+        end = is_end[s]
+        fp_point = fp_i if end else fp_point
+        fp = float(fp_i) if end else fp_prev
+        tp = float(tp_i) if end else tp_prev
+        d_fp = fp - fp_prev
+        while fp > level:  # the curve leaves FPR level jp: its TPR is the previous point's
+            out[jp] = tp_prev / pos
+            jp += 1
+            level = _level_count(fprs[jp], neg, strict) if jp < k else np.inf
+        auc2 += d_fp * (tp + tp_prev)
+        above = fp > floor_count
+        ln_fp = (log_table[fp_point] if fp_point < n_table else np.log(fp)) if above else ln_floor
+        slope = (tp - tp_prev) / (d_fp if d_fp > 0.0 else 1.0)
+        a = fp_prev if fp_prev > floor_count else floor_count
+        gain = (tp_prev - slope * fp_prev) * (ln_fp - ln_fp_prev) + slope * (fp - a)
+        log_area += gain if above else 0.0
+        ln_fp_prev = ln_fp
+        fp_prev = fp
+        tp_prev = tp
     while jp < k:  # levels the curve never passes: the whole curve qualifies
         out[jp] = tp_prev / pos
         jp += 1

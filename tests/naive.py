@@ -110,11 +110,19 @@ def bootstrap_replicates(
 
 
 def _stratified_draws(seed, b, n_neg, n_pos):
-    """One stream serves both classes in turn, as in the kernel."""
+    """One stream serves both classes in turn, as in the kernel.
+
+    Each 64-bit output gives two draws (its high, then its low 32 bits); an odd
+    class size takes one more output's high half.
+    """
     state = _mix64(seed ^ _mix64((b + _GOLDEN) & _MASK64))
     out = []
     for size in (n_neg, n_pos):
-        for _ in range(size):
+        for _ in range(size // 2):
+            state = (state + _GOLDEN) & _MASK64
+            r = _mix64(state)
+            out += [((r >> 32) * size) >> 32, ((r & 0xFFFFFFFF) * size) >> 32]
+        if size % 2:
             state = (state + _GOLDEN) & _MASK64
             out.append(((_mix64(state) >> 32) * size) >> 32)
     return np.array(out, dtype=np.int64)

@@ -21,7 +21,7 @@ requested FPRs (given in increasing order), ``out[k]`` the AUC and
 import numpy as np
 
 from mis._kernels._config import jit, parallel_jit, prange
-from mis._kernels.random import next_below, stream_state
+from mis._kernels.random import next_below, stream_state, two_below
 
 
 @jit
@@ -174,7 +174,11 @@ def _draw_weights(w, strata, strata_start, clusters, n_clusters, seed, b):
         for c in range(strata_start.shape[0] - 1):
             lo = strata_start[c]
             size = strata_start[c + 1] - lo
-            for _ in range(size):
+            for _ in range(size // 2):
+                state, r1, r2 = two_below(state, size)
+                w[strata[lo + r1]] += 1
+                w[strata[lo + r2]] += 1
+            if size % 2:
                 state, r = next_below(state, size)
                 w[strata[lo + r]] += 1
     else:

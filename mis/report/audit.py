@@ -19,8 +19,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from mis.report.plots import pyplot as _plt
+from mis.report.plots import save_figure as _save
 from mis.report.tables import to_csv, to_json
-from mis.store import atomic_write, atomic_write_text
+from mis.store import atomic_write_text
 from mis.studies.audit_config import METHOD_LABELS
 
 __all__ = ["METHOD_LABELS", "summary_markdown", "write_report"]
@@ -177,20 +179,6 @@ def _per_target_rows(results) -> list[dict]:
 # ------------------------------------------------------------------------------------------
 # plots
 # ------------------------------------------------------------------------------------------
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> None:
-    plt = _plt()
-    fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png"))
-    plt.close(fig)
 
 
 def _methods(results) -> list[str]:

@@ -8,6 +8,27 @@ from pathlib import Path
 import numpy as np
 
 
+def pyplot():
+    """``matplotlib.pyplot`` on the non-interactive Agg backend (no screen needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path) -> Path:
+    """Lay out ``fig``, write it as PNG atomically, close it."""
+    from mis.store import atomic_write
+
+    fig.tight_layout()
+    path = Path(path)
+    atomic_write(path, lambda f: fig.savefig(f, format="png"))
+    pyplot().close(fig)
+    return path
+
+
 def roc_loglog(
     curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
     path,
@@ -26,13 +47,7 @@ def roc_loglog(
     fpr_min : float
         Left end of the FPR axis.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from mis.store import atomic_write
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.8, 4.2), dpi=120)
     grid = np.logspace(np.log10(fpr_min), 0, 100)
     ax.plot(grid, grid, ls=":", color="grey", lw=1, label="chance")
@@ -49,8 +64,4 @@ def roc_loglog(
     )
     ax.grid(True, which="major", lw=0.4, alpha=0.5)
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    atomic_write(path, lambda f: fig.savefig(f, format="png"))
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mis.report.plots import pyplot as _plt
+from mis.report.plots import save_figure as _save
 from mis.report.tables import to_csv, to_json
-from mis.store import atomic_write, atomic_write_text
+from mis.store import atomic_write_text
 
 __all__ = ["write_report"]
 
@@ -151,20 +153,6 @@ def _accuracy_rows(results) -> list[dict]:
 # ------------------------------------------------------------------------------------------
 # plots
 # ------------------------------------------------------------------------------------------
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> None:
-    plt = _plt()
-    fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png"))
-    plt.close(fig)
 
 
 def _grid(results):

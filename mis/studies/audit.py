@@ -47,16 +47,12 @@ Seeds: ``derive_seed(seed, purpose, *keys)`` (:class:`numpy.random.SeedSequence`
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import importlib
 import json
-import platform
-import sys
 import time
 import warnings
-import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -70,6 +66,8 @@ from mis.studies.audit_config import (
     default_config,
     load_audit_config,
 )
+from mis.studies.common import derive_seed, versions
+from mis.studies.common import torch_threads as _torch_threads
 
 __all__ = [
     "add_audit_command",
@@ -93,11 +91,6 @@ STAGES = ("train", "quantize", "attack")
 # ------------------------------------------------------------------------------------------
 # seeds
 # ------------------------------------------------------------------------------------------
-def derive_seed(seed: int, *keys) -> int:
-    """A 63-bit seed from the master seed and keys (ints, or strings hashed with CRC-32)."""
-    ints = [int(seed)] + [zlib.crc32(k.encode()) if isinstance(k, str) else int(k) for k in keys]
-    state = np.random.SeedSequence(ints).generate_state(1, dtype=np.uint64)
-    return int(state[0]) >> 1
 
 
 # ------------------------------------------------------------------------------------------
@@ -341,22 +334,6 @@ def _device(cfg: AuditConfig):
     from mis.train.trainer import resolve_device
 
     return resolve_device(None if cfg.study.device == "auto" else cfg.study.device)
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int):
-    """``torch.set_num_threads(n)`` for the duration (0: leave as is); restored after."""
-    if not n:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _evaluate(models, data, cfg: AuditConfig, device) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -624,24 +601,6 @@ def attack_stage(cfg: AuditConfig, store, keep, fp, variants, progress=None) -> 
     return len(todo)
 
 
-def _versions() -> dict[str, str]:
-    import numba
-    import scipy
-    import torch
-
-    from mis import __version__
-
-    return {
-        "mis": __version__,
-        "python": sys.version.split()[0],
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "numba": numba.__version__,
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-    }
-
-
 def _append_timing(out: Path, timing: dict) -> None:
     from mis.store import atomic_write_text
 
@@ -784,7 +743,7 @@ def run_audit(
             "study": config.study.name,
             "paper": PAPER,
             "config": config.as_dict(),
-            "versions": _versions(),
+            "versions": versions(),
             "trainer": kind,
             "seeds": {
                 "master": config.study.seed,

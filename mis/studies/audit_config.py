@@ -69,6 +69,7 @@ from pathlib import Path
 from typing import Any
 
 from mis.exceptions import MisValueError
+from mis.studies.config import _bool, _int, _list, _str  # shared TOML value checks
 
 __all__ = [
     "ATTACKS",
@@ -102,10 +103,6 @@ METHOD_LABELS = {
 # ------------------------------------------------------------------------------------------
 # checks (the message names the key)
 # ------------------------------------------------------------------------------------------
-def _int(value, key: str, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise MisValueError(f"{key} must be an integer >= {minimum}; got {value!r}")
-    return value
 
 
 def _float(value, key: str, lo=-math.inf, hi=math.inf, open_lo=False, open_hi=False) -> float:
@@ -118,30 +115,6 @@ def _float(value, key: str, lo=-math.inf, hi=math.inf, open_lo=False, open_hi=Fa
         b = ")" if open_hi else "]"
         raise MisValueError(f"{key} must be a finite number in {a}{lo}, {hi}{b}; got {value!r}")
     return v
-
-
-def _bool(value, key: str) -> bool:
-    if not isinstance(value, bool):
-        raise MisValueError(f"{key} must be true or false; got {value!r}")
-    return value
-
-
-def _str(value, key: str, choices=None) -> str:
-    if not isinstance(value, str) or (choices is not None and value not in choices):
-        want = f"one of {list(choices)}" if choices is not None else "a string"
-        raise MisValueError(f"{key} must be {want}; got {value!r}")
-    return value
-
-
-def _list(value, key: str, item, min_len: int = 1) -> tuple:
-    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-        raise MisValueError(f"{key} must be a list; got {value!r}")
-    if len(value) < min_len:
-        raise MisValueError(f"{key} must hold at least {min_len} item(s); got {list(value)!r}")
-    out = tuple(item(v, f"{key}[{i}]") for i, v in enumerate(value))
-    if len(set(out)) != len(out):
-        raise MisValueError(f"{key} must not repeat items; got {list(value)!r}")
-    return out
 
 
 def _table(value, key: str) -> dict:

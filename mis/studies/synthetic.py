@@ -43,13 +43,10 @@ with :class:`numpy.random.SeedSequence`; purposes: 1 mixture, 2 validation set, 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import json
 import math
-import platform
-import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -59,6 +56,8 @@ from typing import Any
 import numpy as np
 
 from mis.exceptions import DegenerateStatisticWarning, MisValueError
+from mis.studies.common import derive_seed, versions
+from mis.studies.common import torch_threads as _torch_threads
 from mis.studies.config import SyntheticConfig
 
 __all__ = [
@@ -90,12 +89,6 @@ ORIGINAL = "original"
 # ------------------------------------------------------------------------------------------
 # seeds and data
 # ------------------------------------------------------------------------------------------
-def derive_seed(seed: int, *keys: int) -> int:
-    """A 63-bit seed from the master seed and integer keys (``numpy.random.SeedSequence``)."""
-    state = np.random.SeedSequence([int(seed), *(int(k) for k in keys)]).generate_state(
-        1, dtype=np.uint64
-    )
-    return int(state[0]) >> 1
 
 
 def setting_key(k_modes: int, sigma: float) -> str:
@@ -144,19 +137,6 @@ def nonmember_set(cfg: SyntheticConfig, mixture, k_modes, sigma, run: int):
     return mixture.sample(
         cfg.mis.n_members, derive_seed(cfg.study.seed, NONMEMBERS, *_skeys(k_modes, sigma), run)
     )
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int):
-    """Tiny models: one torch thread (two stall on a busy 2-core machine); restored after."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _flat_params(weight, bias) -> np.ndarray:
@@ -446,24 +426,6 @@ def _make_executor(workers: int):
     return ProcessExecutor(max_workers=workers, threads_per_worker=1)
 
 
-def _versions() -> dict[str, str]:
-    import numba
-    import scipy
-    import torch
-
-    from mis import __version__
-
-    return {
-        "mis": __version__,
-        "python": sys.version.split()[0],
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "numba": numba.__version__,
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-    }
-
-
 def run_synthetic(
     config: SyntheticConfig,
     out,
@@ -595,7 +557,7 @@ def run_synthetic(
         "study": config.study.name,
         "paper": "Aubinais et al. (2025), Membership Inference Risks in Quantized Models, §5.1",
         "config": cfg_dict,
-        "versions": _versions(),
+        "versions": versions(),
         "seeds": {
             "master": config.study.seed,
             "derivation": "SeedSequence([seed, purpose, k_modes, round(1000*sigma), run])",

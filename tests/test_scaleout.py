@@ -271,15 +271,7 @@ def client(cluster):
         yield client
 
 
-@pytest.fixture
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in the workers (OMP_NUM_THREADS=1, torch_threads=1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.mark.usefixtures("_one_thread")
+@pytest.mark.usefixtures("one_torch_thread")
 def test_dask_study_matches_serial(client, tmp_path):
     """The synthetic r_Q study (4 trajectory runs) on 2 workers = the serial run, bit for bit."""
     cfg = {

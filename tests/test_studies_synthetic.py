@@ -29,12 +29,7 @@ from mis.train.trajectory import TrajectoryRecorder
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TINY_QUANTIZERS = ("sign", "ternary-90", "2bit", "5bit")

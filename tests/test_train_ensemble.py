@@ -15,14 +15,7 @@ from mis.train.masks import keep_masks
 from mis.train.models import build_model
 from mis.train.trainer import TrainConfig, train_model
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP barrier stalls on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _max_diff(ens: Ensemble, k: int, model: torch.nn.Module) -> float:

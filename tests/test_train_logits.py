@@ -16,14 +16,7 @@ from mis.train.logits import extract_logits
 from mis.train.models import build_model
 from mis.train.trainer import TrainConfig
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP barrier stalls on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 CNN = functools.partial(build_model, "digits_cnn", width=4, n_classes=3)

@@ -13,14 +13,7 @@ from mis.train import data
 from mis.train.models import build_model
 from mis.train.trainer import TrainConfig, epoch_plan, lr_at, train_model
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP barrier stalls on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 MLP = functools.partial(build_model, "mlp", in_features=64, hidden=(16,), n_classes=10)

@@ -20,14 +20,7 @@ from mis.train.trainer import TrainConfig, train_model
 from mis.train.trajectory import TrajectoryRecorder, weights_hash
 from tests import naive
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP barrier stalls on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def sign(w):

@@ -29,6 +29,8 @@ import math
 import sys
 from pathlib import Path
 
+from mis.report.tables import claims_markdown
+
 REFERENCE = Path(__file__).with_name("aubinais2025_reference.json")
 
 
@@ -167,11 +169,7 @@ def check(results: dict, reference: dict) -> list[dict]:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| claim | paper | ours | pass |", "|---|---|---|---|"]
-    for r in rows:
-        mark = "" if r["pass"] is None else ("yes" if r["pass"] else "NO")
-        lines.append(f"| {r['claim']} | {r['paper']} | {r['ours']} | {mark} |")
-    return "\n".join(lines)
+    return claims_markdown(rows)
 
 
 def main(argv=None) -> int:

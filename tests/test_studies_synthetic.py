@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from mis.exceptions import MisValueError
 from mis.quant import weight_quantizer
 from mis.studies import synthetic
+from mis.studies.common import fill_keep_best_padding
 from mis.studies.config import (
     SyntheticConfig,
     demo_config,
@@ -174,7 +175,7 @@ def test_keeping_every_point_gives_algorithm_1():
     fast = KeepBestRecorder(names, xv, yv, keep_best=40)
     _train_with([full, fast], epochs=40)
     a, b = full.result(), fast.result()
-    vl, qh = synthetic._fill_padding(b["val_losses"], b["qhash"], b["val_epochs"])
+    vl, qh = fill_keep_best_padding(b["val_losses"], b["qhash"], b["val_epochs"])
     np.testing.assert_allclose(rq_batch(vl, qh), rq_batch(a["val_losses"], a["qhash"]), rtol=1e-4)
 
 

@@ -150,3 +150,43 @@ def test_ensemble_rejects_batchnorm_and_bad_subsets():
         )
     with pytest.raises(MisValueError, match="float"):
         train_ensemble(MLP, torch.zeros(20, 64, dtype=torch.long), ys, TrainConfig(epochs=1), [0])
+
+
+def test_mse_ensemble_equals_plain_adam_loop_per_model():
+    """loss="mse": each model of the ensemble ends where a plain torch.optim.Adam loop on
+    the mean squared error of its own subset ends (full batch)."""
+    from mis.train.trainer import init_model
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 6, generator=g)
+    y = x[:, 0] - 0.5 * x[:, 1] + 0.1 * torch.randn(40, generator=g)
+    subsets = [np.arange(0, 30), np.arange(10, 40), np.arange(5, 35)]
+    model_fn = functools.partial(build_model, "mlp", in_features=6, hidden=(8,), n_classes=1)
+    cfg = TrainConfig(
+        epochs=15, lr=0.01, optimizer="adam", weight_decay=0.0, schedule="constant",
+        batch_size=None, amp=False,
+    )  # fmt: skip
+    seeds = [3, 4, 5]
+    ens = train_ensemble(model_fn, x, y, cfg, seeds, subsets=subsets, loss="mse", device="cpu")
+    for k, (seed, sub) in enumerate(zip(seeds, subsets, strict=True)):
+        model = init_model(model_fn, seed)
+        opt = torch.optim.Adam(model.parameters(), lr=0.01)
+        for _ in range(cfg.epochs):
+            opt.zero_grad()
+            ((model(x[sub])[:, 0] - y[sub]) ** 2).mean().backward()
+            opt.step()
+        assert _max_diff(ens, k, model) < 1e-5
+
+
+def test_loss_argument_is_checked():
+    x, y = torch.randn(10, 3), torch.randn(10)
+    model_fn = functools.partial(build_model, "mlp", in_features=3, hidden=(4,), n_classes=1)
+    with pytest.raises(MisValueError, match="loss must be one of"):
+        train_ensemble(model_fn, x, y, TrainConfig(epochs=1), [0], loss="huber")
+    y_bad = y.clone()
+    y_bad[0] = float("nan")
+    with pytest.raises(MisValueError, match="finite regression targets"):
+        train_ensemble(model_fn, x, y_bad, TrainConfig(epochs=1), [0], loss="mse")
+    two = functools.partial(build_model, "mlp", in_features=3, hidden=(4,), n_classes=2)
+    with pytest.raises(MisValueError, match="one output per example"):
+        train_ensemble(two, x, y, TrainConfig(epochs=1, batch_size=None), [0], loss="mse")

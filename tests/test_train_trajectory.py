@@ -153,3 +153,30 @@ def test_recorder_bad_inputs():
         rec(1, _ensemble(2, 2, 0))
     with pytest.raises(MisValueError, match="nothing recorded"):
         TrajectoryRecorder([sign], xv, yv, keep_best=2).result()
+
+
+def test_mse_losses_of_a_regression_mlp_with_a_stacked_quantizer():
+    """loss="mse": the recorded loss is (f_Q(x) − y)² of the quantized MLP, with weights and
+    biases quantized (StackedQuantizer equals weight_quantizer per model)."""
+    from mis.quant import weight_quantizer
+    from mis.studies.stacked import StackedQuantizer
+
+    g = torch.Generator().manual_seed(1)
+    mods = [build_model("mlp", in_features=5, hidden=(7,), n_classes=1) for _ in range(3)]
+    for m in mods:
+        with torch.no_grad():
+            for p in m.parameters():
+                p.copy_(torch.randn(p.shape, generator=g))
+    ens = Ensemble.from_modules(mods)
+    xv, yv = torch.randn(11, 5, generator=g), torch.randn(11, generator=g)
+    rec = TrajectoryRecorder({"t50": StackedQuantizer("ternary-50")}, xv, yv, loss="mse")
+    rec(1, ens)
+    got = rec.result()["val_losses"][:, 0, 0]
+    q = weight_quantizer("ternary-50")
+    for k, m in enumerate(mods):
+        qm = build_model("mlp", in_features=5, hidden=(7,), n_classes=1)
+        qm.load_state_dict({n: q(p.detach()) for n, p in m.state_dict().items()})
+        want = ((qm(xv)[:, 0] - yv) ** 2).detach().numpy()
+        np.testing.assert_allclose(got[k], want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(MisValueError, match="loss must be one of"):
+        TrajectoryRecorder({"t50": StackedQuantizer("ternary-50")}, xv, yv, loss="l1")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from mis.report.plots import pyplot as _plt
 from mis.report.plots import save_figure as _save
-from mis.report.tables import to_csv, to_json
+from mis.report.tables import markdown_table, to_csv, to_json
 from mis.store import atomic_write_text
 from mis.studies.audit_config import METHOD_LABELS
 
@@ -67,12 +67,6 @@ def _p(p) -> str:
     if not _ok(p):
         return "n/a"
     return f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
-
-
-def _table(head, rows) -> list[str]:
-    out = ["| " + " | ".join(map(str, head)) + " |", "|" + "---|" * len(head)]
-    out += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
-    return [*out, ""]
 
 
 def _variants(results, fp=True):
@@ -428,7 +422,7 @@ def summary_markdown(results) -> str:
         f"{results['models']['targets']} target(s) with 95 % cluster-bootstrap CIs; "
         "Δ = quantized − full precision.",
         "",
-        *_table(head, rows),
+        *markdown_table(head, rows),
     ]
     return "\n".join(lines)
 
@@ -457,7 +451,7 @@ def _attack_table(results, attack) -> list[str]:
         else:
             row += ["—", "—", "—"]
         rows.append(row)
-    return _table(head, rows)
+    return markdown_table(head, rows)
 
 
 def _markdown(results, figures) -> str:
@@ -541,7 +535,7 @@ def _markdown(results, figures) -> str:
              f"{_f(100 * a['high'], 2) if _ok(a['high']) else 'n/a'}]",
              _msd(a["drop"], 2, pct=True)]
         )  # fmt: skip
-    lines += _table(["variant", "bits/param", "accuracy", "95 % t-interval", "drop"], rows)
+    lines += markdown_table(["variant", "bits/param", "accuracy", "95 % t-interval", "drop"], rows)
     lines += ["## Figures", "", *[f"![{f}]({f})" for f in figures], ""]
     if results.get("warnings"):
         lines += ["## Notes and warnings", "", *[f"* {w}" for w in results["warnings"]], ""]

@@ -21,7 +21,7 @@ import numpy as np
 
 from mis.report.plots import pyplot as _plt
 from mis.report.plots import save_figure as _save
-from mis.report.tables import to_csv, to_json
+from mis.report.tables import markdown_table, to_csv, to_json
 from mis.store import atomic_write_text
 
 __all__ = ["write_report"]
@@ -281,12 +281,6 @@ def plot_rq_vs_mis(results, path: Path) -> Path:
 # ------------------------------------------------------------------------------------------
 # markdown
 # ------------------------------------------------------------------------------------------
-def _table(head, rows) -> list[str]:
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return [*lines, ""]
-
-
 def _markdown(results, figures) -> str:
     cfg = results["config"]
     st, d, tr, tj, mc = (cfg[k] for k in ("study", "data", "train", "trajectory", "mis"))
@@ -341,7 +335,7 @@ def _markdown(results, figures) -> str:
                 f"{_iv(a['kendall'], lambda x: _f(x, 2))}, p={_p(a['kendall_pvalue'])}",
             ]
         rows.append(row)
-    lines += _table(head, rows)
+    lines += markdown_table(head, rows)
     summ = results["summary"]
     if "mean_spearman" in summ:
         lines += [
@@ -367,7 +361,7 @@ def _markdown(results, figures) -> str:
             r = s["rq"]["per_quantizer"][q]
             row.append(f"{r['rank']:g}: {_iv(r['mean'], _g)}")
         rows.append(row)
-    lines += _table(head, rows)
+    lines += markdown_table(head, rows)
     # -- MIS baseline
     if has_mis:
         lines += [
@@ -382,7 +376,7 @@ def _markdown(results, figures) -> str:
         rows = [
             [_label(results, v)] + [_iv(s["mis"][v]["mis"]) for s in settings] for v in variants
         ]
-        lines += _table(head, rows)
+        lines += markdown_table(head, rows)
     # -- stability
     stabs = [s for s in settings if s.get("stability")]
     if stabs:
@@ -400,7 +394,7 @@ def _markdown(results, figures) -> str:
             for s in stabs
             if s["stability"]["k_runs"] == ks
         ]
-        lines += _table(head, rows)
+        lines += markdown_table(head, rows)
     # -- accuracy (Table 2)
     lines += [
         "## Accuracy of the original and quantized final models (Table 2)",
@@ -420,7 +414,7 @@ def _markdown(results, figures) -> str:
             + [f"{acc[v]:.3f} ({acc[v] / o:.0%})" for v in qs]
             + [f"{o:.3f}"]
         )
-    lines += _table(head, rows)
+    lines += markdown_table(head, rows)
     # -- diagnostics
     lines += [
         "## Trajectory diagnostics",
@@ -443,7 +437,7 @@ def _markdown(results, figures) -> str:
                 for s in settings
             ]
         )
-    lines += _table(head, rows)
+    lines += markdown_table(head, rows)
     degenerate = [w for s in settings for w in s["rq_diagnostics"]["degenerate_warnings"]]
     if degenerate:
         lines += ["Degenerate r_Q blocks: " + "; ".join(degenerate), ""]

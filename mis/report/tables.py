@@ -63,10 +63,33 @@ def comparison_markdown(comparisons: Mapping[str, RocComparison]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def markdown_table(head: Sequence[object], rows: Sequence[Sequence[object]]) -> list[str]:
+    """Lines of a markdown table (header, rule, one line per row) and a blank line."""
+    out = ["| " + " | ".join(map(str, head)) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    return [*out, ""]
+
+
+def claims_markdown(rows: Sequence[Mapping[str, object]]) -> str:
+    """The table of a paper check: rows with ``claim``, ``paper``, ``ours`` and ``pass``
+    (True, False, or None for an information row)."""
+    body = [
+        [
+            str(r["claim"]).strip(),
+            r["paper"],
+            r["ours"],
+            {None: "", True: "yes", False: "NO"}[r["pass"]],
+        ]
+        for r in rows
+    ]
+    return "\n".join(markdown_table(["claim", "paper", "ours", "pass"], body)).rstrip()
+
+
 def to_csv(rows: Sequence[Mapping[str, object]]) -> str:
-    """CSV text of a list of flat dicts (columns from the first row)."""
+    """CSV text of a list of flat dicts (columns: every key, in order of first appearance;
+    a row without a key leaves its cell empty)."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()

@@ -4,6 +4,8 @@
 * :mod:`mis.studies.synthetic` — the synthetic validation study of Aubinais et al. (2025),
   §5.1: ``run_synthetic(config, out)`` trains the runs, records quantized validation losses,
   computes r_Q, the MIS baseline, rankings, stability and accuracies, and writes a report.
+* :mod:`mis.studies.molecular` — the molecular study of Aubinais et al. (2025), §5.2:
+  ``run_molecular(config, out)`` (configuration in :mod:`mis.studies.molecular_config`).
 * :mod:`mis.studies.stacked` — stacked (many models at once) quantizers and a keep-best
   trajectory recorder for the quadratic single layer.
 
@@ -22,6 +24,11 @@ _EXPORTS = {
     "run_synthetic": "synthetic",
     "stacked_quantize": "stacked",
     "KeepBestRecorder": "stacked",
+    "StackedQuantizer": "stacked",
+    "MolecularConfig": "molecular_config",
+    "load_molecular_config": "molecular_config",
+    "default_molecular_config": "molecular_config",
+    "run_molecular": "molecular",
 }
 
 __all__ = sorted(_EXPORTS)

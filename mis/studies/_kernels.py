@@ -15,52 +15,56 @@ SIGN, TERNARY, BBIT = 0, 1, 2
 
 
 @jit
-def quantize_rows(w, alpha, kinds, params, perm, out):
+def smallest_mask(a, kz, mask):
+    """``mask[i]`` = element i is among the ``kz`` smallest of ``a`` (n,) in (value, index)
+    order — ties at the threshold go to the lowest indices, as a stable sort would. O(n):
+    one selection (``np.partition``) instead of a sort."""
+    n = a.shape[0]
+    if kz <= 0 or kz >= n:
+        mask[:] = kz > 0
+        return
+    t = np.partition(a, kz - 1)[kz - 1]
+    left = kz
+    for i in range(n):
+        if a[i] < t:
+            left -= 1
+    for i in range(n):
+        if a[i] < t:
+            mask[i] = True
+        elif a[i] == t and left > 0:
+            mask[i] = True
+            left -= 1
+        else:
+            mask[i] = False
+
+
+@jit
+def quantize_rows(w, alpha, kinds, params, out):
     """Quantize each row of ``w`` with every quantizer.
 
     w : (K, N) float32 — one parameter tensor per model, flattened.
     alpha : (K,) float32 — ``2^round(log2 max|w_k|)`` (1 for an all-zero row), computed by
         the caller with the torch operations of the reference.
     kinds : (Q,) int64 — SIGN, TERNARY or BBIT; params : (Q,) float64 — sparsity or bits.
-    perm : (K, N) int64 — in/out: a permutation sorting |w_k| by (value, index); the rows of
-        the previous call are re-sorted by insertion (weights move little between epochs).
     out : (K, Q, N) float32.
     """
     k_models, n = w.shape
     nq = kinds.shape[0]
-    rank = np.empty(n, dtype=np.int64)
-    need_rank = False
-    for q in range(nq):
-        if kinds[q] == TERNARY:
-            need_rank = True
+    zero = np.empty(n, dtype=np.bool_)
+    mag = np.empty(n, dtype=np.float32)
     one = np.float32(1.0)
     for r in range(k_models):
-        if need_rank:
-            p = perm[r]
-            for i in range(1, n):
-                cur = p[i]
-                v = abs(w[r, cur])
-                j = i
-                while j > 0:
-                    prev = p[j - 1]
-                    pv = abs(w[r, prev])
-                    if pv > v or (pv == v and prev > cur):
-                        p[j] = prev
-                        j -= 1
-                    else:
-                        break
-                p[j] = cur
-            for i in range(n):
-                rank[p[i]] = i
+        for i in range(n):
+            mag[i] = abs(w[r, i])
         for q in range(nq):
             kind = kinds[q]
             if kind == SIGN:
                 for i in range(n):
                     out[r, q, i] = one if w[r, i] >= 0 else -one
             elif kind == TERNARY:
-                kz = np.int64(params[q] * n + 0.5)
+                smallest_mask(mag, np.int64(params[q] * n + 0.5), zero)
                 for i in range(n):
-                    if rank[i] < kz:
+                    if zero[i]:
                         out[r, q, i] = np.float32(0.0)
                     else:
                         out[r, q, i] = one if w[r, i] >= 0 else -one
@@ -70,15 +74,15 @@ def quantize_rows(w, alpha, kinds, params, perm, out):
                 step = np.float32(alpha[r] / nf)
                 for i in range(n):
                     x = w[r, i]
-                    mag = np.float32(abs(x))
-                    kk = np.float32(np.ceil(np.float32(mag / step)))
+                    m = mag[i]
+                    kk = np.float32(np.ceil(np.float32(m / step)))
                     if kk < one:
                         kk = one
                     if kk > nf:
                         kk = nf
-                    if kk > one and np.float32((kk - one) * step) >= mag:
+                    if kk > one and np.float32((kk - one) * step) >= m:
                         kk = kk - one
-                    if kk < nf and np.float32(kk * step) < mag:
+                    if kk < nf and np.float32(kk * step) < m:
                         kk = kk + one
                     v = np.float32(kk * step)
                     out[r, q, i] = v if x >= 0 else -v

@@ -66,7 +66,13 @@ from mis.studies.audit_config import (
     default_config,
     load_audit_config,
 )
-from mis.studies.common import derive_seed, versions
+from mis.studies.common import (
+    check_out_config,
+    derive_seed,
+    job_spec,
+    run_stage,
+    versions,
+)
 from mis.studies.common import torch_threads as _torch_threads
 
 __all__ = [
@@ -497,49 +503,6 @@ def quant_job(config: Mapping[str, Any], index: int, seed: int, scratch) -> dict
 # ------------------------------------------------------------------------------------------
 # stages
 # ------------------------------------------------------------------------------------------
-def _check_out(cfg: AuditConfig, out: Path) -> Path:
-    """Write ``config.json`` or check that the existing one is the same configuration."""
-    from mis.store import atomic_write_text
-
-    path = out / "config.json"
-    new = cfg.as_dict()
-    if path.exists():
-        old = json.loads(path.read_text())
-        if old != json.loads(json.dumps(new)):
-            diff = sorted(
-                f"{s}.{k}"
-                for s in set(old) | set(new)
-                for k in set(old.get(s, {})) | set(new.get(s, {}))
-                if old.get(s, {}).get(k) != json.loads(json.dumps(new)).get(s, {}).get(k)
-            )
-            raise MisValueError(
-                f"{out} holds an audit with a different configuration (differs in {diff}); "
-                "use another output directory, or the same configuration to resume"
-            )
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(new, indent=2, sort_keys=True) + "\n")
-    return path
-
-
-def _run_stage(fn, specs, executor, desc: str, progress) -> tuple[int, int]:
-    from mis.train import progress_bar
-    from mis.train.jobs import run_job
-
-    if not specs:
-        return 0, 0
-    results = executor.map(functools.partial(run_job, fn), specs)
-    statuses = list(progress_bar(results, total=len(specs), desc=desc, enabled=progress))
-    done = sum(s == "done" for s in statuses)
-    return done, len(statuses) - done
-
-
-def _spec(store, name, index, seed, job):
-    from mis.train.jobs import JobSpec
-
-    return JobSpec(store=str(store), name=name, index=index, seed=seed, config=job)
-
-
 def _fp_arrays(cfg: AuditConfig, store, n_chunks: int) -> dict[str, np.ndarray]:
     keys = ("signal", "prob", "loss", "test_pred")
     return {
@@ -657,7 +620,7 @@ def run_audit(
     ensure_methods(config.quant.methods)
     data = load_audit_data(config)  # fails early with a clear message when files are missing
     out = Path(out)
-    cfg_path = _check_out(config, out)
+    cfg_path = check_out_config(out, config.as_dict(), "audit")
     store_path = out / "store"
     store = RunStore(store_path)
     executor = executor or SerialExecutor()
@@ -678,8 +641,9 @@ def run_audit(
     kind = trainer_kind(config, data)
     chunks = train_chunks(config, kind)
     specs = [
-        _spec(store_path, train_name(i), i, derive_seed(config.study.seed, INIT, a),
-              {"config": str(cfg_path), "models": [a, b], "trainer": kind})
+        job_spec(store_path, train_name(i), i,
+                 {"config": str(cfg_path), "models": [a, b], "trainer": kind},
+                 seed=derive_seed(config.study.seed, INIT, a))
         for i, (a, b) in enumerate(chunks)
     ]  # fmt: skip
     say(
@@ -688,7 +652,7 @@ def run_audit(
         f"{data.name or config.data.name} examples: {len(specs)} job(s)"
     )
     t0 = time.perf_counter()
-    ran, skipped = _run_stage(train_job, specs, executor, "train", progress)
+    ran, skipped = run_stage(train_job, specs, executor, "train", progress)
     timing["train_s"] = time.perf_counter() - t0
     jobs["train"] = {"run": ran, "skipped": skipped}
     say(f"[train] done in {timing['train_s']:.1f} s ({ran} run, {skipped} already done)")
@@ -698,9 +662,10 @@ def run_audit(
     # -- 3: quantize ------------------------------------------------------------------------
     quant_models = stored_models(config)
     specs = [
-        _spec(store_path, quant_name(v.key, m), m, derive_seed(config.study.seed, QUANT, m),
-              {"config": str(cfg_path), "model": m, "variant": dataclasses.asdict(v),
-               "store": str(store_path)})
+        job_spec(store_path, quant_name(v.key, m), m,
+                 {"config": str(cfg_path), "model": m, "variant": dataclasses.asdict(v),
+                  "store": str(store_path)},
+                 seed=derive_seed(config.study.seed, QUANT, m))
         for m in quant_models
         for v in quantized
     ]  # fmt: skip
@@ -710,7 +675,7 @@ def run_audit(
         f"{len(specs)} job(s)"
     )
     t0 = time.perf_counter()
-    ran, skipped = _run_stage(quant_job, specs, executor, "quantize", progress)
+    ran, skipped = run_stage(quant_job, specs, executor, "quantize", progress)
     timing["quantize_s"] = time.perf_counter() - t0
     jobs["quantize"] = {"run": ran, "skipped": skipped}
     say(f"[quantize] done in {timing['quantize_s']:.1f} s ({ran} run, {skipped} already done)")

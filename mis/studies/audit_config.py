@@ -63,13 +63,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from mis.exceptions import MisValueError
-from mis.studies.config import _bool, _int, _list, _str  # shared TOML value checks
+from mis.studies.config import _bool, _int, _list, _str, load_toml, override_sections
 
 __all__ = [
     "ATTACKS",
@@ -440,29 +438,7 @@ class AuditConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], base: AuditConfig | None = None) -> AuditConfig:
         """Override ``base`` (default: :class:`AuditConfig` defaults) with the sections of ``d``."""
-        base = base or cls()
-        if not isinstance(d, Mapping):
-            raise MisValueError(f"a configuration must be a table of sections; got {d!r}")
-        unknown = sorted(set(d) - set(_SECTIONS))
-        if unknown:
-            raise MisValueError(
-                f"unknown configuration section {unknown[0]!r}; valid sections: {list(_SECTIONS)}"
-            )
-        parts = {}
-        for section, klass in _SECTIONS.items():
-            current = getattr(base, section)
-            values = d.get(section, {})
-            if not isinstance(values, Mapping):
-                raise MisValueError(f"{section} must be a table ([{section}]); got {values!r}")
-            fields = {f.name for f in dataclasses.fields(klass)}
-            bad = sorted(set(values) - fields)
-            if bad:
-                raise MisValueError(
-                    f"unknown configuration key '{section}.{bad[0]}'; valid keys of "
-                    f"[{section}]: {sorted(fields)}"
-                )
-            parts[section] = dataclasses.replace(current, **values) if values else current
-        return cls(**parts)
+        return override_sections(base or cls(), d, _SECTIONS)
 
     def replace(self, **sections: Mapping[str, Any]) -> AuditConfig:
         """A copy with some keys changed: ``cfg.replace(study={"targets": 2})``."""
@@ -490,20 +466,9 @@ class AuditConfig:
         return list(range(s, s + self.study.targets))
 
 
-def _load_toml(path) -> dict:
-    p = Path(path)
-    try:
-        with open(p, "rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise MisValueError(f"config file not found: {p}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise MisValueError(f"config file {p} is not valid TOML: {exc}") from None
-
-
 def load_audit_config(path, base: AuditConfig | None = None) -> AuditConfig:
     """Read a TOML file; missing keys keep the defaults of ``base`` (default: the paper's)."""
-    return AuditConfig.from_dict(_load_toml(path), base)
+    return AuditConfig.from_dict(load_toml(path), base)
 
 
 #: The embedded default (``experiments/digits.toml`` holds the same settings; a test checks).

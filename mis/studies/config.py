@@ -49,6 +49,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -257,6 +258,45 @@ class AnalysisConfig:
             )
 
 
+def override_sections(base, d, sections: dict[str, type]):
+    """``base`` (a frozen dataclass of section dataclasses) with the keys of the tables of
+    ``d`` replaced; an unknown section or key raises ``ValueError`` naming it."""
+    if not isinstance(d, Mapping):
+        raise MisValueError(f"a configuration must be a table of sections; got {d!r}")
+    unknown = sorted(set(d) - set(sections))
+    if unknown:
+        raise MisValueError(
+            f"unknown configuration section {unknown[0]!r}; valid sections: {list(sections)}"
+        )
+    parts = {}
+    for section, klass in sections.items():
+        current = getattr(base, section)
+        values = d.get(section, {})
+        if not isinstance(values, Mapping):
+            raise MisValueError(f"{section} must be a table ([{section}]); got {values!r}")
+        fields = {f.name for f in dataclasses.fields(klass)}
+        bad = sorted(set(values) - fields)
+        if bad:
+            raise MisValueError(
+                f"unknown configuration key '{section}.{bad[0]}'; valid keys of "
+                f"[{section}]: {sorted(fields)}"
+            )
+        parts[section] = dataclasses.replace(current, **values) if values else current
+    return type(base)(**parts)
+
+
+def load_toml(path) -> dict:
+    """The tables of a TOML file; a missing or invalid file raises ``ValueError``."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise MisValueError(f"config file not found: {p}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise MisValueError(f"config file {p} is not valid TOML: {exc}") from None
+
+
 _SECTIONS = {
     "study": StudyConfig,
     "data": DataConfig,
@@ -293,29 +333,7 @@ class SyntheticConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any], base: SyntheticConfig | None = None) -> SyntheticConfig:
         """Override ``base`` (default: the full study) with the sections of ``d``."""
-        base = base or cls()
-        if not isinstance(d, dict):
-            raise MisValueError(f"a configuration must be a table of sections; got {d!r}")
-        unknown = sorted(set(d) - set(_SECTIONS))
-        if unknown:
-            raise MisValueError(
-                f"unknown configuration section {unknown[0]!r}; valid sections: {list(_SECTIONS)}"
-            )
-        parts = {}
-        for section, klass in _SECTIONS.items():
-            current = getattr(base, section)
-            values = d.get(section, {})
-            if not isinstance(values, dict):
-                raise MisValueError(f"{section} must be a table ([{section}]); got {values!r}")
-            fields = {f.name for f in dataclasses.fields(klass)}
-            bad = sorted(set(values) - fields)
-            if bad:
-                raise MisValueError(
-                    f"unknown configuration key '{section}.{bad[0]}'; valid keys of "
-                    f"[{section}]: {sorted(fields)}"
-                )
-            parts[section] = dataclasses.replace(current, **values) if values else current
-        return cls(**parts)
+        return override_sections(base or cls(), d, _SECTIONS)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain (JSON / TOML-compatible) nested dict."""
@@ -358,12 +376,4 @@ def demo_config() -> SyntheticConfig:
 
 def load_config(path, base: SyntheticConfig | None = None) -> SyntheticConfig:
     """Read a TOML file; missing keys keep the defaults of ``base`` (default: full study)."""
-    p = Path(path)
-    try:
-        with open(p, "rb") as f:
-            d = tomllib.load(f)
-    except FileNotFoundError:
-        raise MisValueError(f"config file not found: {p}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise MisValueError(f"config file {p} is not valid TOML: {exc}") from None
-    return SyntheticConfig.from_dict(d, base)
+    return SyntheticConfig.from_dict(load_toml(path), base)

@@ -22,8 +22,8 @@ calls. This module does the same for the quadratic single layer
   :func:`~mis.train.trajectory.weights_hash` (of ``fc.bias``, ``fc.weight`` in name order).
 
 How it is fast: quantization, change detection and the kept-set update are serial numba
-kernels (:mod:`mis.studies._kernels`; the ternary quantizers keep each row's sort order
-between epochs and re-sort it by insertion). (1) A (run, quantizer) whose quantized weights
+kernels (:mod:`mis.studies._kernels`; the ternary quantizers find their zeros with one O(n)
+selection per row instead of a sort). (1) A (run, quantizer) whose quantized weights
 did not change since the previous checkpoint cannot change the kept set (a point already
 seen is either kept, or was rejected or evicted by points that are all still at least as
 good), so its validation losses are not even computed. (2) The other pairs' losses come
@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from mis.exceptions import MisValueError
 
-__all__ = ["STACKED_QUANTIZERS", "KeepBestRecorder", "stacked_quantize"]
+__all__ = ["STACKED_QUANTIZERS", "KeepBestRecorder", "StackedQuantizer", "stacked_quantize"]
 
 #: Names accepted by :func:`stacked_quantize` (the quantizers of Aubinais et al.).
 STACKED_QUANTIZERS = (
@@ -102,11 +102,10 @@ def _check_alpha(alpha: torch.Tensor, kinds, params, name) -> None:
 
 
 class _RowQuantizer:
-    """All quantizers on every row of a (K, N) float32 tensor, keeping sort state between calls."""
+    """All quantizers on every row of a (K, N) float32 tensor."""
 
     def __init__(self, names):
         self.kinds, self.params = _codes(names)
-        self.perm = None
 
     def __call__(self, w: torch.Tensor, name: str = "w") -> np.ndarray:
         from mis.studies import _kernels as _k
@@ -115,10 +114,8 @@ class _RowQuantizer:
         alpha = pow2max_alpha(x)
         _check_alpha(alpha, self.kinds, self.params, name)
         xn = x.numpy()
-        if self.perm is None or self.perm.shape != xn.shape:
-            self.perm = np.ascontiguousarray(np.argsort(np.abs(xn), axis=1, kind="stable"))
         out = np.empty((xn.shape[0], len(self.kinds), xn.shape[1]), dtype=np.float32)
-        _k.quantize_rows(xn, alpha.numpy(), self.kinds, self.params, self.perm, out)
+        _k.quantize_rows(xn, alpha.numpy(), self.kinds, self.params, out)
         return out
 
 
@@ -150,6 +147,26 @@ def stacked_quantize(names, w: torch.Tensor) -> torch.Tensor:
     shape = (w.shape[0], len(names), *w.shape[1:])
     out = out.reshape(shape)
     return out[:, 0] if single else out
+
+
+class StackedQuantizer:
+    """One quantizer as a stacked callable for :class:`~mis.train.TrajectoryRecorder`:
+    ``StackedQuantizer("ternary-50")(w)`` equals ``stacked_quantize("ternary-50", w)`` on
+    ``w`` (K, ...), for any model architecture."""
+
+    stacked = True
+
+    def __init__(self, name: str):
+        self.name = name
+        self._rows = _RowQuantizer([name])  # validates the name
+
+    def __call__(self, w: torch.Tensor) -> torch.Tensor:
+        if not isinstance(w, torch.Tensor) or w.dtype != torch.float32 or w.ndim < 2:
+            raise MisValueError(
+                "w must be a float32 tensor of shape (n_models, ...); got "
+                f"{type(w).__name__} {getattr(w, 'dtype', '')} {tuple(getattr(w, 'shape', ()))}"
+            )
+        return torch.from_numpy(self._rows(w, self.name)).reshape(w.shape).to(w.device)
 
 
 # ------------------------------------------------------------------------------------------

@@ -43,7 +43,6 @@ with :class:`numpy.random.SeedSequence`; purposes: 1 mixture, 2 validation set, 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import math
@@ -56,7 +55,17 @@ from typing import Any
 import numpy as np
 
 from mis.exceptions import DegenerateStatisticWarning, MisValueError
-from mis.studies.common import derive_seed, versions
+from mis.studies.common import (
+    check_out_config,
+    derive_seed,
+    fill_keep_best_padding,
+    interval_dict,
+    job_spec,
+    make_executor,
+    ranking_summary,
+    run_stage,
+    versions,
+)
 from mis.studies.common import torch_threads as _torch_threads
 from mis.studies.config import SyntheticConfig
 
@@ -377,55 +386,6 @@ def _mis_variants(cfg: SyntheticConfig) -> list[str]:
     return list(cfg.trajectory.quantizers) + ([ORIGINAL] if cfg.mis.include_original else [])
 
 
-def _check_out(cfg: SyntheticConfig, out: Path) -> None:
-    """Write ``config.json`` or check that the existing one is the same configuration."""
-    from mis.store import atomic_write_text
-
-    path = out / "config.json"
-    new = cfg.as_dict()
-    new["study"].pop("workers")  # how the jobs run does not change the results
-    text = json.dumps(new, indent=2, sort_keys=True)
-    if path.exists():
-        old = json.loads(path.read_text())
-        if old != json.loads(text):
-            diff = sorted(
-                f"{s}.{k}"
-                for s in set(old) | set(new)
-                for k in set(old.get(s, {})) | set(new.get(s, {}))
-                if old.get(s, {}).get(k) != new.get(s, {}).get(k)
-            )
-            raise MisValueError(
-                f"{out} holds a study with a different configuration (differs in {diff}); "
-                "use another output directory, or the same configuration to resume"
-            )
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, text + "\n")
-
-
-def _run_stage(fn, specs, executor, desc: str, progress) -> tuple[int, int]:
-    """Run ``specs`` through ``executor``; returns (jobs run, jobs skipped)."""
-    from mis.train import progress_bar
-    from mis.train.jobs import job_done, run_job
-
-    todo = [s for s in specs if not job_done(s)]  # no workers are started for finished jobs
-    skipped = len(specs) - len(todo)
-    if not todo:
-        return 0, skipped
-    results = executor.map(functools.partial(run_job, fn), todo)
-    statuses = list(progress_bar(results, total=len(todo), desc=desc, enabled=progress))
-    done = sum(s == "done" for s in statuses)
-    return done, skipped + len(statuses) - done
-
-
-def _make_executor(workers: int):
-    from mis.train.jobs import ProcessExecutor, SerialExecutor
-
-    if workers <= 1:
-        return SerialExecutor()
-    return ProcessExecutor(max_workers=workers, threads_per_worker=1)
-
-
 def run_synthetic(
     config: SyntheticConfig,
     out,
@@ -465,11 +425,11 @@ def run_synthetic(
         raise MisValueError(f"stop_after must be None, 'train' or 'mis'; got {stop_after!r}")
     say = log or (lambda s: None)
     out = Path(out)
-    _check_out(config, out)
+    check_out_config(out, config.as_dict(), "study", ignore=("study.workers",))
     store_path = out / "store"
     cfg_path = str((out / "config.json").resolve())
     RunStore(store_path)  # create
-    executor = executor or _make_executor(config.study.workers)
+    executor = executor or make_executor(config.study.workers)
     cfg_dict = config.as_dict()
     settings = config.settings()
     chunks = _chunks(config)
@@ -483,7 +443,7 @@ def run_synthetic(
         key = setting_key(k, s)
         for i, (a, b) in enumerate(chunks):
             specs.append(
-                _spec(
+                job_spec(
                     store_path,
                     _chunk_name(key, i),
                     i,
@@ -496,7 +456,7 @@ def run_synthetic(
         f"{len(specs)} jobs"
     )
     t0 = time.perf_counter()
-    ran, skipped = _run_stage(train_chunk_job, specs, executor, "train", progress)
+    ran, skipped = run_stage(train_chunk_job, specs, executor, "train", progress)
     timing["train_s"] = time.perf_counter() - t0
     say(f"[train] done in {timing['train_s']:.1f} s ({ran} run, {skipped} already done)")
     _append_timing(out, invocation, "train", timing["train_s"], ran, skipped)
@@ -511,7 +471,7 @@ def run_synthetic(
             key = setting_key(k, s)
             for j, q in enumerate(_mis_variants(config)):
                 mis_specs.append(
-                    _spec(
+                    job_spec(
                         store_path,
                         f"{key}/mis/{q}",
                         j,
@@ -526,7 +486,7 @@ def run_synthetic(
                 )
         say(f"[mis] {len(mis_specs)} discriminators")
     t0 = time.perf_counter()
-    ran, skipped = _run_stage(mis_job, mis_specs, executor, "mis", progress)
+    ran, skipped = run_stage(mis_job, mis_specs, executor, "mis", progress)
     timing["mis_s"] = time.perf_counter() - t0
     jobs["mis"] = {"run": ran, "skipped": skipped}
     if mis_specs:
@@ -631,34 +591,13 @@ def _history_summary(history: list[dict]) -> dict:
     return out
 
 
-def _spec(store, name, index, config):
-    from mis.train.jobs import JobSpec
-
-    return JobSpec(store=str(store), name=name, index=index, seed=0, config=config)
-
-
 # ------------------------------------------------------------------------------------------
 # analysis
 # ------------------------------------------------------------------------------------------
-def _interval(iv) -> dict:
-    return {"estimate": float(iv.estimate), "low": float(iv.low), "high": float(iv.high)}
-
-
 def _load_chunks(store, key: str, n_chunks: int, name: str) -> np.ndarray:
     return np.concatenate(
         [np.asarray(store.load(f"{_chunk_name(key, i)}/{name}")) for i in range(n_chunks)]
     )
-
-
-def _fill_padding(val_losses, qhash, val_epochs):
-    """Replace the padding rows of the keep-best arrays (fewer distinct points than B) by copies
-    of the best point: same hash, so :func:`rq_batch` deduplicates them away."""
-    pad = val_epochs < 0
-    if not pad.any():
-        return val_losses, qhash
-    vl = np.where(pad[..., None], val_losses[:, :, :1], val_losses)
-    qh = np.where(pad, qhash[:, :, :1], qhash)
-    return vl, qh
 
 
 def rq_values(store, key: str, n_chunks: int):
@@ -669,7 +608,7 @@ def rq_values(store, key: str, n_chunks: int):
     qh = _load_chunks(store, key, n_chunks, "qhash")
     ep = _load_chunks(store, key, n_chunks, "val_epochs")
     full = ep[:, :, -1] >= 0
-    vl, qh = _fill_padding(vl, qh, ep)
+    vl, qh = fill_keep_best_padding(vl, qh, ep)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DegenerateStatisticWarning)
         det = rq_batch(vl, qh, details=True, progress=False)
@@ -710,29 +649,7 @@ def _analyse_setting(cfg: SyntheticConfig, store, k_modes, sigma) -> tuple[dict,
         "k_modes": int(k_modes),
         "sigma": float(sigma),
         "n_runs": int(rq.shape[0]),
-        "rq": {
-            "per_quantizer": {
-                q: {
-                    "mean": _interval(ranking.mean[j]),
-                    "median": _interval(ranking.median[j]),
-                    "rank": float(ranking.ranks[j]),
-                    "n_inf": int(ranking.n_inf[j]),
-                }
-                for q, j in q_idx.items()
-            },
-            "order": ranking.ranked_names(),
-            "adjacent": [
-                {
-                    "higher": a.higher,
-                    "lower": a.lower,
-                    "difference": dataclasses.asdict(a.difference),
-                    "significant": bool(a.significant),
-                }
-                for a in ranking.adjacent
-            ],
-            "confidence_level": ranking.confidence_level,
-            "n_resamples": ranking.n_resamples,
-        },
+        "rq": ranking_summary(ranking),
         "rq_diagnostics": {
             "mean_changes": {q: float(n_changes[:, j].mean()) for q, j in q_idx.items()},
             "mean_distinct_kept": {q: float(det.n_distinct[:, j].mean()) for q, j in q_idx.items()},
@@ -794,8 +711,8 @@ def _analyse_setting(cfg: SyntheticConfig, store, k_modes, sigma) -> tuple[dict,
                 rng=seed + 2,
             )
         res["agreement"] = {
-            "spearman": _interval(agr.spearman),
-            "kendall": _interval(agr.kendall),
+            "spearman": interval_dict(agr.spearman),
+            "kendall": interval_dict(agr.kendall),
             "spearman_pvalue": float(agr.spearman_pvalue),
             "kendall_pvalue": float(agr.kendall_pvalue),
             "permutation": agr.permutation,

@@ -25,7 +25,8 @@ per-operation overhead dominates. ``fast=False`` forces the generic path.
 
 Limitations: models must not contain BatchNorm (running statistics cannot be updated per
 model under ``vmap``; train those with :func:`~mis.train.trainer.train_model`) nor dropout;
-the loss is the cross-entropy.
+the loss is the cross-entropy or, for regression, the squared error
+(:mod:`mis.train.losses`).
 """
 
 from __future__ import annotations
@@ -37,11 +38,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from mis.exceptions import MisValueError
+from mis.train.losses import as_targets, check_loss, per_sample_loss
 from mis.train.trainer import (
     TrainConfig,
     _as_tensors,
@@ -236,7 +237,7 @@ def _bview(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------
 # Gradients
 # ------------------------------------------------------------------------------------------
-def _generic_grads(base, params, buffers, xs, ys, w, x_shared: bool):
+def _generic_grads(base, params, buffers, xs, ys, w, x_shared: bool, loss: str = "cross_entropy"):
     """Autograd through a vmapped functional forward; returns (grads, per-model loss)."""
     k = w.shape[0]
     fwd = vmap(
@@ -247,10 +248,10 @@ def _generic_grads(base, params, buffers, xs, ys, w, x_shared: bool):
         leaves = {n: p.detach().requires_grad_(True) for n, p in params.items()}
         out = fwd(leaves, buffers, xs)  # (K, B, C)
         yy = ys.expand(k, -1) if ys.ndim == 1 else ys
-        losses = F.cross_entropy(out.flatten(0, 1), yy.flatten(), reduction="none").view(k, -1)
-        loss = (losses * w).sum(1) / w.sum(1).clamp_min(1)
-        grads = torch.autograd.grad(loss.sum(), list(leaves.values()))
-    return dict(zip(leaves, grads, strict=True)), loss.detach()
+        losses = per_sample_loss(out, yy, loss)  # (K, B)
+        mean = (losses * w).sum(1) / w.sum(1).clamp_min(1)
+        grads = torch.autograd.grad(mean.sum(), list(leaves.values()))
+    return dict(zip(leaves, grads, strict=True)), mean.detach()
 
 
 def _quadratic_grads(phi, params, ys, w, phi_t=None):
@@ -291,6 +292,7 @@ def train_ensemble(
     callbacks: Sequence[Callable] = (),
     progress: bool | None = None,
     fast: bool = True,
+    loss: str = "cross_entropy",
 ) -> Ensemble:
     """Train ``len(seeds)`` models of one architecture at once.
 
@@ -302,7 +304,8 @@ def train_ensemble(
     x : Tensor, shape (N, ...), float
         Inputs shared by all models (for one independent data set per model, concatenate
         them and pass index sets as ``subsets``).
-    y : Tensor or array, shape (N,), int
+    y : Tensor or array, shape (N,)
+        Class labels (int) for ``loss="cross_entropy"``, float targets for ``"mse"``.
     config : TrainConfig
     seeds : sequence of int, length K
     subsets : None, bool array (K, N), or sequence of K index arrays
@@ -317,6 +320,8 @@ def train_ensemble(
         Progress bar over epochs; None = only when stderr is a terminal.
     fast : bool, default True
         Use the closed-form gradient for :class:`~mis.train.models.QuadraticLinear`.
+    loss : {"cross_entropy", "mse"}
+        Training loss (:mod:`mis.train.losses`); ``"mse"`` needs one output per example.
 
     Returns
     -------
@@ -330,7 +335,9 @@ def train_ensemble(
     if k == 0:
         raise MisValueError("seeds must name at least one model")
     device = resolve_device(device)
-    x, y = _as_tensors(x, y)
+    targets = as_targets(y, check_loss(loss))
+    x, _ = _as_tensors(x, targets)  # shape checks
+    y = targets
     n = x.shape[0]
     if subsets is None:
         subs = [torch.arange(n)] * k
@@ -367,7 +374,7 @@ def train_ensemble(
     for i, s in enumerate(subs):
         sub_pad[i, : len(s)] = s
     sub_pad = sub_pad.to(device)
-    use_fast = fast and isinstance(base, QuadraticLinear) and not config.augment
+    use_fast = fast and isinstance(base, QuadraticLinear) and not config.augment and loss != "mse"
     everyone_all = subsets is None
 
     # Full batch without augmentation: the batch never changes, build it once.
@@ -400,7 +407,9 @@ def train_ensemble(
                     pt = phi_t if fixed is not None else None
                     grads, _ = _quadratic_grads(xs, ens.params, ys, w, pt)
                 else:
-                    grads, _ = _generic_grads(base, ens.params, ens.buffers, xs, ys, w, shared)
+                    grads, _ = _generic_grads(
+                        base, ens.params, ens.buffers, xs, ys, w, shared, loss
+                    )
                 opt.step(ens.params, grads, lr, active)
             for cb in callbacks:
                 cb(epoch + 1, ens)

@@ -36,9 +36,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from mis.exceptions import MisValueError
+from mis.train.losses import as_targets, check_loss, per_sample_loss
 
 __all__ = ["TrajectoryRecorder", "weights_hash"]
 
@@ -85,7 +85,8 @@ class TrajectoryRecorder:
         ``lambda w: w`` records the full-precision model.
     x_val : Tensor, shape (n_val, ...)
         Validation inputs shared by all runs, on the training device.
-    y_val : Tensor, shape (n_val,), int
+    y_val : Tensor, shape (n_val,)
+        Class labels (int) for ``loss="cross_entropy"``, float targets for ``"mse"``.
     every : int, default 1
         Record when the number of completed epochs is a multiple of ``every``.
     keep_best : int, optional
@@ -96,6 +97,8 @@ class TrajectoryRecorder:
         with at least 2 dimensions per model (weights, not biases), or ``f(name) -> bool``.
     batch_size : int, default 4096
         Validation examples per forward pass.
+    loss : {"cross_entropy", "mse"}
+        The per-sample loss recorded (:mod:`mis.train.losses`).
 
     Notes
     -----
@@ -113,10 +116,12 @@ class TrajectoryRecorder:
         keep_best: int | None = None,
         params="all",
         batch_size: int = 4096,
+        loss: str = "cross_entropy",
     ):
         self.names, self.fns = _named_quantizers(quantizers)
         self.x_val = x_val
-        self.y_val = torch.as_tensor(y_val).long().to(x_val.device)
+        self.loss = check_loss(loss)
+        self.y_val = as_targets(y_val, loss, "y_val").to(x_val.device)
         if self.y_val.ndim != 1 or self.y_val.shape[0] != x_val.shape[0]:
             raise MisValueError(
                 f"y_val must have one label per row of x_val ({x_val.shape[0]}); "
@@ -173,11 +178,8 @@ class TrajectoryRecorder:
         names = sorted(ensemble.params)
         for j, q in enumerate(self.fns):
             qp = self._quantize(q, ensemble.params)
-            logits = ensemble.forward(self.x_val, params=qp, batch_size=self.batch_size)
-            ce = F.cross_entropy(
-                logits.float().flatten(0, 1), self.y_val.repeat(k), reduction="none"
-            ).view(k, nv)
-            losses[:, j] = ce.cpu().numpy()
+            out = ensemble.forward(self.x_val, params=qp, batch_size=self.batch_size)
+            losses[:, j] = per_sample_loss(out, self.y_val, self.loss).cpu().numpy()
             arrays = [qp[n].detach().cpu().contiguous().numpy() for n in names]
             for r in range(k):
                 hashes[r, j] = weights_hash([a[r] for a in arrays])
@@ -244,6 +246,12 @@ class TrajectoryRecorder:
     def save(self, store, prefix: str = "", **meta) -> None:
         """Write ``<prefix>val_losses``, ``<prefix>qhash``, ``<prefix>val_epochs`` to ``store``."""
         res = self.result()
-        info = dict(quantizers=self.names, every=self.every, keep_best=self.keep_best, **meta)
+        info = dict(
+            quantizers=self.names,
+            every=self.every,
+            keep_best=self.keep_best,
+            loss=self.loss,
+            **meta,
+        )
         for name in ("val_losses", "qhash", "val_epochs"):
             store.save(f"{prefix}{name}", res[name], **info)

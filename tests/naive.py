@@ -712,3 +712,13 @@ def fold_bn_naive(w, b, gamma, beta, mean, var, eps):
         w_new[c] = a * w[c]
         b_new[c] = a * ((0.0 if b is None else b[c]) - mean[c]) + beta[c]
     return w_new, b_new
+
+
+# ============================================================================================
+# studies: the stacked recorder's ternary zero selection
+# ============================================================================================
+def smallest_mask(a, kz):
+    """The kz smallest of ``a`` in (value, index) order: the first kz of a stable sort."""
+    mask = np.zeros(len(a), dtype=bool)
+    mask[np.argsort(np.asarray(a), kind="stable")[: max(kz, 0)]] = True
+    return mask

@@ -26,6 +26,7 @@ from mis.studies.config import (
 from mis.studies.stacked import STACKED_QUANTIZERS, KeepBestRecorder, stacked_quantize
 from mis.train import GaussianMixture, QuadraticLinear, TrainConfig, train_ensemble
 from mis.train.trajectory import TrajectoryRecorder
+from tests import naive
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -471,3 +472,18 @@ def test_help_lists_every_command(capsys):
     text = capsys.readouterr().out
     for command in ("demo", "synth", "roc"):
         assert command in text
+
+
+@settings(max_examples=80)
+@given(
+    st.lists(st.integers(-4, 4), min_size=1, max_size=40),
+    st.integers(-1, 45),
+)
+def test_smallest_mask_kernel_equals_a_stable_sort(values, kz):
+    """The O(n) ternary zero selection equals the first kz of a stable sort (ties included)."""
+    from mis._kernels.stacked import smallest_mask
+
+    a = np.abs(np.asarray(values, dtype=np.float32) / 2)
+    got = np.empty(a.size, dtype=bool)
+    smallest_mask(a, kz, got)
+    np.testing.assert_array_equal(got, naive.smallest_mask(a, kz))

@@ -22,7 +22,7 @@ calls. This module does the same for the quadratic single layer
   :func:`~mis.train.trajectory.weights_hash` (of ``fc.bias``, ``fc.weight`` in name order).
 
 How it is fast: quantization, change detection and the kept-set update are serial numba
-kernels (:mod:`mis.studies._kernels`; the ternary quantizers find their zeros with one O(n)
+kernels (:mod:`mis._kernels.stacked`; the ternary quantizers find their zeros with one O(n)
 selection per row instead of a sort). (1) A (run, quantizer) whose quantized weights
 did not change since the previous checkpoint cannot change the kept set (a point already
 seen is either kept, or was rejected or evicted by points that are all still at least as
@@ -61,7 +61,7 @@ _BITS = {"2bit": 2, "3bit": 3, "4bit": 4, "5bit": 5}
 
 def _codes(names) -> tuple[np.ndarray, np.ndarray]:
     """Kernel codes (kind, parameter) of quantizer names."""
-    from mis.studies import _kernels as _k
+    from mis._kernels import stacked as _k
 
     bad = [q for q in names if q not in STACKED_QUANTIZERS]
     if bad:
@@ -108,7 +108,7 @@ class _RowQuantizer:
         self.kinds, self.params = _codes(names)
 
     def __call__(self, w: torch.Tensor, name: str = "w") -> np.ndarray:
-        from mis.studies import _kernels as _k
+        from mis._kernels import stacked as _k
 
         x = w.detach().reshape(w.shape[0], -1).to("cpu", torch.float32).contiguous()
         alpha = pow2max_alpha(x)
@@ -276,7 +276,7 @@ class KeepBestRecorder:
 
     @torch.no_grad()
     def __call__(self, epoch: int, ensemble) -> None:
-        from mis.studies import _kernels as _k
+        from mis._kernels import stacked as _k
 
         if epoch % self.every:
             return

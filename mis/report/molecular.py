@@ -88,8 +88,12 @@ def plot_privacy_performance(results, path: Path) -> Path:
     panels = [
         (t, m) for t in results["tasks"] for m in ("r2", "spearman", "auroc") if m in t["metrics"]
     ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
-    for ax, (t, m) in zip(axes[0], panels, strict=True):
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.8 * ncols, 3.9 * nrows), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax, (t, m) in zip(axes.flat, panels, strict=False):
         for q in results["quantizers"]:
             r = t["rq"]["per_quantizer"][q]["mean"]
             rel = t["metrics"][m][q]["relative"]
@@ -102,8 +106,8 @@ def plot_privacy_performance(results, path: Path) -> Path:
                 xerr = [[r["estimate"] - lo], [hi - r["estimate"]]]
             ax.errorbar(r["estimate"], y, xerr=xerr, fmt=marker, capsize=3)
             ax.annotate(
-                results["labels"].get(q, q), (r["estimate"], y), fontsize=7, xytext=(3, 3),
-                textcoords="offset points",
+                results["labels"].get(q, q), (r["estimate"], y), fontsize=7, rotation=30,
+                xytext=(3, 3), textcoords="offset points",
             )  # fmt: skip
         ax.set_xscale("log")
         ax.axhline(1.0, color="grey", lw=0.8, ls="--")

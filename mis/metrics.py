@@ -102,18 +102,52 @@ def _undefined_fprs(fprs: np.ndarray, n_neg: int, stacklevel: int = 3) -> np.nda
     return low
 
 
+def _layout(y_sorted: np.ndarray, is_end: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Tie groups holding a non-member, as the kernels take them (see :mod:`mis._kernels.roc`).
+
+    ``y_sorted`` and ``is_end`` are in decreasing order of score. Returns, per
+    such group in that order, ``neg_end`` (non-members in it or above),
+    ``pos_lo`` (members strictly above it) and ``pos_hi`` (members in it or
+    above), int32; and whether the layout is tie-free (one non-member per
+    group, no member tied with one), which the kernels take a faster path for.
+    """
+    neg = np.cumsum(y_sorted == 0)[is_end]
+    pos = np.cumsum(y_sorted == 1)[is_end]
+    neg_before = np.concatenate([[0], neg[:-1]])
+    pos_before = np.concatenate([[0], pos[:-1]])
+    has_neg = neg > neg_before
+    neg_end = neg[has_neg].astype(np.int32)
+    pos_lo = pos_before[has_neg].astype(np.int32)
+    pos_hi = pos[has_neg].astype(np.int32)
+    simple = neg_end.shape[0] == neg[-1] and bool(np.array_equal(pos_lo, pos_hi))
+    return neg_end, pos_lo, pos_hi, simple
+
+
+def _check_size(n: int) -> None:
+    if n >= 2**31:
+        raise MisValueError(f"scores must have fewer than 2**31 entries; got {n}")
+
+
 def _point_metrics(scores, labels, fprs, strict, fpr_min) -> np.ndarray:
+    _check_size(scores.shape[0])
     order, is_end = _sort(scores)
+    neg_end, pos_lo, pos_hi, simple = _layout(labels[order], is_end)
+    n_pos = int(labels.sum())
+    n_neg = labels.shape[0] - n_pos
     kfprs, undo = _kernel_fprs(fprs)
     out = np.empty(fprs.shape[0] + 2)
     _roc.roc_metrics(
-        labels[order].astype(np.int64),
-        np.ones(scores.shape[0], dtype=np.int64),
-        is_end,
+        np.arange(n_neg + 1, dtype=np.int32),
+        np.arange(n_pos + 1, dtype=np.int32),
+        neg_end,
+        pos_lo,
+        pos_hi,
+        neg_end.shape[0],
+        simple,
         kfprs,
         strict,
         fpr_min,
-        _log_table(scores.shape[0]),
+        _log_table(n_neg),
         out,
     )
     out[: fprs.shape[0]] = out[: fprs.shape[0]][undo]
@@ -320,20 +354,28 @@ class RocComparison:
 
 @dataclass(frozen=True)
 class _Prepared:
-    """Validated inputs of a bootstrap, in the layout the kernels take.
+    """Validated inputs of a bootstrap, in the layout the kernels take (:mod:`mis._kernels.roc`).
 
-    Row ``s`` of ``labels``/``is_ends``/``perms`` belongs to scoring ``s`` in
-    its own decreasing score order; ``perms[s][i]`` is the position, in
-    scoring 0's order, of the observation at position ``i`` of scoring ``s``.
-    ``strata`` and ``clusters`` are in scoring 0's order.
+    Row ``s`` of ``neg_end``/``pos_lo``/``pos_hi`` (padded to n0 columns,
+    ``n_groups[s]`` valid) describes scoring ``s``, and ``simple[s]`` says
+    whether it is tie-free; ``neg_perm[s][j]`` is the class rank, in scoring
+    0's order, of the non-member ranked j-th in scoring ``s`` (``pos_perm``
+    likewise for members). ``neg_obs``/``pos_obs`` are the original indices of
+    the non-members/members in scoring 0's order, ``neg_clusters``/
+    ``pos_clusters`` their clusters. Counts are int32, hence ``n < 2**31``.
     """
 
-    labels: np.ndarray
-    is_ends: np.ndarray
-    perms: np.ndarray
-    strata: np.ndarray
-    strata_start: np.ndarray
-    clusters: np.ndarray
+    neg_perm: np.ndarray
+    pos_perm: np.ndarray
+    neg_end: np.ndarray
+    pos_lo: np.ndarray
+    pos_hi: np.ndarray
+    n_groups: np.ndarray
+    simple: np.ndarray
+    neg_obs: np.ndarray
+    pos_obs: np.ndarray
+    neg_clusters: np.ndarray
+    pos_clusters: np.ndarray
     n_clusters: int
     fprs: np.ndarray
     kernel_fprs: np.ndarray
@@ -342,6 +384,17 @@ class _Prepared:
     fpr_min: float
     log_table: np.ndarray
     undefined: np.ndarray
+
+    def layout(self) -> tuple:
+        return (
+            self.neg_perm,
+            self.pos_perm,
+            self.neg_end,
+            self.pos_lo,
+            self.pos_hi,
+            self.n_groups,
+            self.simple,
+        )
 
     def kernel_args(self) -> tuple:
         return (self.kernel_fprs, self.strict, self.fpr_min, self.log_table)
@@ -358,19 +411,41 @@ def _prepare(scorings, labels, fprs, groups, compat, fpr_min) -> _Prepared:
     checked = [scores_and_labels(s, labels, name=n) for s, n in zip(scorings, names, strict=True)]
     y = checked[0][1]
     n = y.shape[0]
-    sorts = [_sort(s) for s, _ in checked]
+    _check_size(n)
     fprs = probability_in_open_unit(fprs, "fprs")
     kernel_fprs, undo = _kernel_fprs(fprs)
     strict = _check_compat(compat)
     fpr_min = _check_fpr_min(fpr_min)
-    order0 = sorts[0][0]
-    rank0 = np.empty(n, dtype=np.int64)
-    rank0[order0] = np.arange(n)
-    y0 = y[order0]
-    strata = np.concatenate([np.flatnonzero(y0 == 0), np.flatnonzero(y0 == 1)]).astype(np.int64)
     n_neg = int((y == 0).sum())
+    n_pos = n - n_neg
+    # class rank of every observation in scoring 0's order
+    rank0 = np.empty(n, dtype=np.int32)
+    neg_obs = pos_obs = None
+    neg_perm = np.empty((len(scorings), n_neg), dtype=np.int32)
+    pos_perm = np.empty((len(scorings), n_pos), dtype=np.int32)
+    neg_end = np.zeros((len(scorings), n_neg), dtype=np.int32)
+    pos_lo = np.zeros((len(scorings), n_neg), dtype=np.int32)
+    pos_hi = np.zeros((len(scorings), n_neg), dtype=np.int32)
+    n_groups = np.empty(len(scorings), dtype=np.int64)
+    simple = np.empty(len(scorings), dtype=np.bool_)
+    for s, (scores, _) in enumerate(checked):
+        order, is_end = _sort(scores)
+        ys = y[order]
+        negs = order[ys == 0]
+        poss = order[ys == 1]
+        if s == 0:
+            neg_obs, pos_obs = negs, poss
+            rank0[negs] = np.arange(n_neg)
+            rank0[poss] = np.arange(n_pos)
+        neg_perm[s] = rank0[negs]
+        pos_perm[s] = rank0[poss]
+        ends, lo, hi, simple[s] = _layout(ys, is_end)
+        n_groups[s] = ends.shape[0]
+        neg_end[s, : ends.shape[0]] = ends
+        pos_lo[s, : ends.shape[0]] = lo
+        pos_hi[s, : ends.shape[0]] = hi
     if groups is None:
-        clusters = np.zeros(n, dtype=np.int64)
+        clusters = np.zeros(n, dtype=np.int32)
         n_clusters = 0
     else:
         g = np.asarray(groups)
@@ -379,17 +454,28 @@ def _prepare(scorings, labels, fprs, groups, compat, fpr_min) -> _Prepared:
                 f"groups must be 1-D with one entry per score ({n}); got shape {g.shape}"
             )
         _, inverse = np.unique(g, return_inverse=True)
-        clusters = inverse.astype(np.int64)[order0]
+        clusters = inverse.astype(np.int32)
         n_clusters = int(inverse.max()) + 1
         if n_clusters < 2:
             raise MisValueError(f"groups must contain at least 2 distinct groups; got {n_clusters}")
+        largest = int(np.bincount(inverse).max())
+        if n_clusters * largest >= 2**31:  # a resample's total weight must fit the int32 counts
+            raise MisValueError(
+                "groups must satisfy n_groups * (size of the largest group) < 2**31; got "
+                f"{n_clusters} groups, the largest of {largest}"
+            )
     return _Prepared(
-        labels=np.stack([y[o] for o, _ in sorts]).astype(np.int64),
-        is_ends=np.stack([e for _, e in sorts]),
-        perms=np.stack([rank0[o] for o, _ in sorts]),
-        strata=strata,
-        strata_start=np.array([0, n_neg, n], dtype=np.int64),
-        clusters=clusters,
+        neg_perm=neg_perm,
+        pos_perm=pos_perm,
+        neg_end=neg_end,
+        pos_lo=pos_lo,
+        pos_hi=pos_hi,
+        n_groups=n_groups,
+        simple=simple,
+        neg_obs=neg_obs,
+        pos_obs=pos_obs,
+        neg_clusters=clusters[neg_obs],
+        pos_clusters=clusters[pos_obs],
         n_clusters=n_clusters,
         fprs=fprs,
         kernel_fprs=kernel_fprs,
@@ -403,30 +489,42 @@ def _prepare(scorings, labels, fprs, groups, compat, fpr_min) -> _Prepared:
 
 def _point(p: _Prepared) -> np.ndarray:
     """Metrics of the data itself, shape (n_scorings, k + 2)."""
-    n_scorings, n = p.labels.shape
+    n_scorings, n_neg = p.neg_perm.shape
     out = np.empty((n_scorings, p.fprs.shape[0] + 2))
+    cn = np.arange(n_neg + 1, dtype=np.int32)
+    cp = np.arange(p.pos_perm.shape[1] + 1, dtype=np.int32)
     for s in range(n_scorings):
         _roc.roc_metrics(
-            p.labels[s], np.ones(n, dtype=np.int64), p.is_ends[s], *p.kernel_args(), out[s]
+            cn,
+            cp,
+            p.neg_end[s],
+            p.pos_lo[s],
+            p.pos_hi[s],
+            p.n_groups[s],
+            p.simple[s],
+            *p.kernel_args(),
+            out[s],
         )
     return p.unsort(out)
 
 
-def _replicates(p: _Prepared, n_resamples: int, rng) -> np.ndarray:
-    seed = np.uint64(as_generator(rng).integers(0, 2**63, dtype=np.int64))
+def _replicates_from_seed(p: _Prepared, seed, n_resamples: int) -> np.ndarray:
+    """Bootstrap replicates, shape (n_resamples, n_scorings, k + 2), of stream ``seed``."""
     reps = _roc.bootstrap_metrics(
-        p.labels,
-        p.is_ends,
-        p.perms,
-        p.strata,
-        p.strata_start,
-        p.clusters,
+        *p.layout(),
+        p.neg_clusters,
+        p.pos_clusters,
         p.n_clusters,
         *p.kernel_args(),
-        seed,
+        np.uint64(seed),
         n_resamples,
     )
     return p.unsort(reps)
+
+
+def _replicates(p: _Prepared, n_resamples: int, rng) -> np.ndarray:
+    seed = np.uint64(as_generator(rng).integers(0, 2**63, dtype=np.int64))
+    return _replicates_from_seed(p, seed, n_resamples)
 
 
 def _jackknife_acceleration(p: _Prepared, combine) -> np.ndarray:
@@ -441,22 +539,26 @@ def _jackknife_acceleration(p: _Prepared, combine) -> np.ndarray:
     """
     blockings = []
     if p.n_clusters:
-        blockings.append((p.clusters, p.n_clusters))
+        blockings.append((p.neg_clusters, p.pos_clusters, p.n_clusters))
     else:
         rng = np.random.default_rng(0)  # block assignment only; does not affect the resamples
-        for c in range(2):
-            idx = p.strata[p.strata_start[c] : p.strata_start[c + 1]]
-            n_blocks = min(idx.shape[0], 1000)
-            blocks = np.full(p.labels.shape[1], -1, dtype=np.int64)
-            blocks[rng.permutation(idx)] = np.arange(idx.shape[0]) % n_blocks
-            blockings.append((blocks, n_blocks))
+        for size, other in (
+            (p.neg_perm.shape[1], p.pos_perm.shape[1]),
+            (p.pos_perm.shape[1], p.neg_perm.shape[1]),
+        ):
+            n_blocks = min(size, 1000)
+            blocks = np.empty(size, dtype=np.int32)
+            blocks[rng.permutation(size)] = np.arange(size) % n_blocks
+            never = np.full(other, -1, dtype=np.int32)
+            pair = (blocks, never) if len(blockings) == 0 else (never, blocks)
+            blockings.append((*pair, n_blocks))
     num = 0.0
     den = 0.0
-    for blocks, n_blocks in blockings:
+    for neg_blocks, pos_blocks, n_blocks in blockings:
         theta = combine(
             p.unsort(
                 _roc.jackknife_metrics(
-                    p.labels, p.is_ends, p.perms, blocks, n_blocks, *p.kernel_args()
+                    *p.layout(), neg_blocks, pos_blocks, n_blocks, *p.kernel_args()
                 )
             )
         )

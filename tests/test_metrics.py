@@ -149,19 +149,7 @@ def test_auc_interval_contains_point_estimate(data, method):
 # bootstrap
 # ------------------------------------------------------------------------------------------
 def _kernel_replicates(p, seed, n_resamples):
-    reps = metrics._roc.bootstrap_metrics(
-        p.labels,
-        p.is_ends,
-        p.perms,
-        p.strata,
-        p.strata_start,
-        p.clusters,
-        p.n_clusters,
-        *p.kernel_args(),
-        np.uint64(seed),
-        n_resamples,
-    )
-    return p.unsort(reps)[:, 0, :]
+    return metrics._replicates_from_seed(p, seed, n_resamples)[:, 0, :]
 
 
 @pytest.mark.parametrize("ties", [False, True])
@@ -177,6 +165,83 @@ def test_bootstrap_replicates_match_python_loop(ties):
     np.testing.assert_array_equal(got[:, :2], want[:, :2])
     np.testing.assert_allclose(got[:, 2], want[:, 2], atol=1e-12)
     np.testing.assert_allclose(got[:, 3], want[:, 3], atol=1e-4)
+
+
+@st.composite
+def weighted(draw, max_size=40):
+    """Scores (tied integers or distinct floats), labels and integer weights, some zero."""
+    s, y = draw(scored(min_size=2, max_size=max_size))
+    if draw(st.booleans()):  # tie-free: the kernel's fast path
+        s = s + np.arange(s.size) * 1e-3
+    w = np.array(draw(st.lists(st.integers(0, 3), min_size=s.size, max_size=s.size)))
+    w[0], w[-1] = max(w[0], 1), max(w[-1], 1)  # both classes keep some weight
+    return s, y, w
+
+
+def _weighted_kernel(p, w, fprs, simple=None, log_table=None):
+    """Kernel metrics of the data weighted by ``w`` (original order), TPRs in ``fprs`` order."""
+    cn = np.concatenate([[0], np.cumsum(w[p.neg_obs])]).astype(np.int32)
+    cp = np.concatenate([[0], np.cumsum(w[p.pos_obs])]).astype(np.int32)
+    out = np.empty(len(fprs) + 2)
+    metrics._roc.roc_metrics(
+        cn,
+        cp,
+        p.neg_end[0],
+        p.pos_lo[0],
+        p.pos_hi[0],
+        p.n_groups[0],
+        p.simple[0] if simple is None else simple,
+        p.kernel_fprs,
+        p.strict,
+        p.fpr_min,
+        p.log_table if log_table is None else log_table,
+        out,
+    )
+    return p.unsort(out)
+
+
+@pytest.mark.filterwarnings("ignore::mis.exceptions.UndefinedMetricWarning")
+@given(weighted(), st.booleans())
+def test_weighted_kernel_matches_replicated_data(data, strict):
+    """Counts as weights = the data with each observation repeated that often."""
+    s, y, w = data
+    fprs = [0.3, 0.1, 0.5]
+    p = metrics._prepare([s], y, fprs, None, "carlini2022" if strict else None, 1e-3)
+    got = _weighted_kernel(p, w, fprs)
+    rs, ry = np.repeat(s, w), np.repeat(y, w)
+    for j, a in enumerate(fprs):
+        assert got[j] == naive.tpr_at_fpr(rs, ry, a, strict)
+    assert got[3] == pytest.approx(naive.auc_pairwise(rs, ry), abs=1e-12)
+    assert got[4] == pytest.approx(naive.log_auc_numeric(rs, ry, 1e-3), abs=2e-5)
+
+
+@pytest.mark.filterwarnings("ignore::mis.exceptions.UndefinedMetricWarning")
+@given(weighted())
+def test_fast_and_general_paths_agree(data):
+    """The tie-free fast path, the general path and its np.log fallback give the same numbers."""
+    s, y, w = data
+    s = s + np.arange(s.size) * 1e-3  # tie-free
+    fprs = [0.1, 0.5]
+    p = metrics._prepare([s], y, fprs, None, None, 1e-3)
+    assert p.simple[0] and p.n_groups[0] == (y == 0).sum()
+    fast = _weighted_kernel(p, w, fprs)
+    general = _weighted_kernel(p, w, fprs, simple=False)
+    no_table = _weighted_kernel(p, w, fprs, simple=False, log_table=np.zeros(1))
+    assert np.array_equal(fast, general)
+    np.testing.assert_allclose(no_table, fast, rtol=1e-13, atol=0)
+
+
+def test_layout_marks_ties_between_the_classes():
+    y = np.array([1, 0, 0, 1, 0, 1])
+    p = metrics._prepare([np.array([5.0, 4, 3, 2, 1, 0])], y, [0.5], None, None, 1e-3)
+    assert p.simple[0]
+    np.testing.assert_array_equal(p.pos_lo[0], [1, 1, 2])
+    # a member tied with a non-member, and two tied non-members: the general path
+    p = metrics._prepare([np.array([5.0, 4, 4, 2, 1, 1])], y, [0.5], None, None, 1e-3)
+    assert not p.simple[0] and p.n_groups[0] == 2
+    np.testing.assert_array_equal(p.neg_end[0, :2], [2, 3])
+    np.testing.assert_array_equal(p.pos_lo[0, :2], [1, 2])
+    np.testing.assert_array_equal(p.pos_hi[0, :2], [1, 3])
 
 
 def test_splitmix_stream_matches_python():
@@ -207,6 +272,31 @@ def test_cluster_bootstrap_matches_python_loop():
             continue
         assert got[b, 0] == naive.tpr_at_fpr(ss, yy, 0.1)
         assert got[b, 1] == pytest.approx(naive.auc_pairwise(ss, yy), abs=1e-12)
+
+
+def test_cluster_bootstrap_with_heavy_resamples_matches_python_loop():
+    """Unequal clusters: a resample can weigh more than n (past the log table's end)."""
+    rng = np.random.default_rng(6)
+    y = np.concatenate([np.zeros(30, int), np.ones(4, int), rng.integers(0, 2, 16)])
+    y[-1] = 0
+    s = rng.normal(size=y.size) + y
+    groups = np.concatenate([np.zeros(30, int), np.ones(4, int), 2 + np.arange(16)])
+    p = metrics._prepare([s], y, [0.2], groups, None, 1e-3)
+    seed = 31
+    got = _kernel_replicates(p, seed, 30)
+    heavy = 0
+    for b in range(30):
+        draws = naive.splitmix_stream(seed, b, p.n_clusters, p.n_clusters)
+        idx = np.concatenate([np.flatnonzero(groups == g) for g in draws])
+        ss, yy = s[idx], y[idx]
+        if yy.min() == yy.max():
+            assert np.isnan(got[b]).all()
+            continue
+        heavy += (yy == 0).sum() > y.size
+        assert got[b, 0] == naive.tpr_at_fpr(ss, yy, 0.2)
+        assert got[b, 1] == pytest.approx(naive.auc_pairwise(ss, yy), abs=1e-12)
+        assert got[b, 2] == pytest.approx(naive.log_auc_numeric(ss, yy, 1e-3), abs=2e-5)
+    assert heavy > 0  # the np.log fallback was exercised
 
 
 def test_bootstrap_is_reproducible_and_thread_independent():
@@ -384,3 +474,13 @@ def test_bootstrap_bad_input(kwargs, match):
 def test_compare_bad_input_names_the_scoring():
     with pytest.raises(MisValueError, match="scores_b"):
         metrics.compare_roc(GOOD_S, [0, 1, np.nan, 2], GOOD_Y, fprs=0.5)
+
+
+def test_cluster_weights_that_could_overflow_are_refused():
+    """n_groups * largest group >= 2**31 could overflow the int32 counts: refused up front."""
+    n = 100_000
+    y = np.tile([0, 1], n // 2)
+    s = np.arange(n, dtype=float)
+    groups = np.concatenate([np.zeros(n // 2, int), 1 + np.arange(n // 2)])
+    with pytest.raises(MisValueError, match="groups must satisfy"):
+        metrics.bootstrap_roc(s, y, fprs=0.5, n_resamples=2, groups=groups)

@@ -16,11 +16,12 @@ Ranges (``lo``, ``hi`` per channel) come from
 * ``"mse"``: the best of ``n_candidates`` shrunk ranges ``(f·lo, f·hi)``,
   ``f = 1 - i·shrink_step`` (``i = 0 … 79`` by default), minimising
   ``Σ |W - Ŵ|^p`` with ``p = 2.4`` — the L_p search of the BRECQ / AdaRound / OBC
-  reference code (LAPQ). Candidate ``i = 0`` is the min/max range, and ties keep the
+  reference code (LAPQ). The error is summed in float64 from float64 powers of the
+  grid's (float32) errors. Candidate ``i = 0`` is the min/max range, and ties keep the
   earlier candidate, so the search never ends with a larger error than min/max.
-  For float32 weights on the CPU a fused numba pass first bounds every candidate's
-  error and only the candidates that can win are evaluated exactly (see
-  :func:`mse_grid`); the result is the exact search's.
+  For float32 weights on the CPU a numba pass brackets the candidates' errors and only
+  the candidates it cannot separate are evaluated exactly (see :func:`mse_grid`); the
+  result is the exact search's.
 
 Scale and zero-point from a range (the reference convention):
 asymmetric ``s = (hi - lo)/(L - 1)``, ``z = round(-lo/s)``; symmetric ``hi = max(|lo|, hi)``,
@@ -41,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mis._kernels.quant import POW_REL_ERR, lp_errors_approx
+from mis._kernels.quant import interior_poly, lp_search_rows
 from mis.exceptions import MisValueError
 
 RANGE_METHODS = ("minmax", "mse")
@@ -86,8 +87,11 @@ def _check_levels(n_levels) -> int:
     return int(n_levels)
 
 
-def _work_tensor(w, name: str = "w") -> torch.Tensor:
-    """Validate ``w`` (tensor or array) and return a detached float tensor to compute with."""
+def _work_tensor(w, name: str = "w", *, check_finite: bool = True) -> torch.Tensor:
+    """Validate ``w`` (tensor or array) and return a detached float tensor to compute with.
+
+    ``check_finite=False`` leaves the (full-pass) finiteness check to the caller.
+    """
     if not isinstance(w, torch.Tensor):
         try:
             w = torch.as_tensor(w)
@@ -104,7 +108,7 @@ def _work_tensor(w, name: str = "w") -> torch.Tensor:
     w = w.detach()
     work = torch.float64 if w.dtype == torch.float64 else torch.float32
     w = w.to(work)
-    if not bool(torch.isfinite(w).all()):
+    if check_finite and not bool(torch.isfinite(w).all()):
         raise MisValueError(
             f"{name} must be finite; it contains {int((~torch.isfinite(w)).sum())} NaN/inf"
         )
@@ -442,46 +446,53 @@ def candidate_errors(
     return out
 
 
-def _pair_errors(x, lo, hi, n_levels, factors, rows, cols, symmetric, norm, chunk=_SEARCH_CHUNK):
-    """Exact errors of candidate ``cols[j]`` on row ``rows[j]`` (same arithmetic as
-    :func:`candidate_errors`), shape (m,)."""
-    m, K = rows.shape[0], x.shape[1]
-    out = torch.empty(m, dtype=x.dtype, device=x.device)
-    qmax = float(n_levels - 1)
-    step = max(1, chunk // max(1, K))
-    for j0 in range(0, m, step):
-        r, c = rows[j0 : j0 + step], cols[j0 : j0 + step]
-        xr = x[r]
-        f = factors[c]
-        s, z = _scale_zero(lo[r] * f, hi[r] * f, n_levels, symmetric)
-        s, z = s[:, None], z[:, None]
-        a = torch.div(xr, s)
-        a.round_().add_(z).clamp_(0.0, qmax).sub_(z)
-        a.mul_(s).sub_(xr)
-        if norm == 2:
-            a.mul_(a)
-        else:
-            a.abs_().log_().mul_(norm).exp_()
-        out[j0 : j0 + step] = a.sum(-1)
-    return out
+def _exact_errors(x, lo, hi, n_levels, factors, rows, cols, symmetric, norm):
+    """float64 errors ``Σ_k |x_ck - Ŵ_ck|^norm`` of candidate ``cols[j]`` on row ``rows[j]``,
+    shape (m,): the grid arithmetic in the dtype of ``x``, the powers and the sum in float64
+    (what :meth:`AffineGrid.error` computes)."""
+    f = factors[cols]
+    s, z = _scale_zero(lo[rows] * f, hi[rows] * f, n_levels, symmetric)
+    return AffineGrid(s, z, n_levels, 0).error(x[rows], norm)
 
 
-def _screened_errors(x, lo, hi, n_levels, factors, symmetric, norm):
-    """Candidate errors, exact where a candidate can be the minimum and +inf elsewhere.
+def _refine(err, x, lo, hi, n_levels, factors, symmetric, norm):
+    """Winner per row from vectorized errors ``err`` (R, n): the smallest float64 error.
 
-    A fused numba pass computes every candidate's error with an approximate power
-    (relative error <= ``POW_REL_ERR`` per term); a candidate whose approximate error
-    exceeds ``(1+δ)/(1-δ)`` times the row's smallest cannot be the exact minimum and is
-    dropped; the (usually 1-3) survivors are evaluated exactly by :func:`_pair_errors`.
+    ``err`` (float32 or float64, from :func:`candidate_errors`) is within a relative 1e-4
+    of the float64 error (float32 ``exp``/``log`` and sums: about 1e-6); the candidates
+    within 2e-4 of a row's minimum are evaluated in float64 (:func:`_exact_errors`) and
+    the first smallest wins, the same choice as :func:`_screened_best`'s.
     """
-    R, K = x.shape
-    n = factors.shape[0]
-    approx = np.empty((R, n), dtype=np.float64)
-    xs, los, his = (np.ascontiguousarray(t.numpy()) for t in (x, lo, hi))
+    e = err.double()
+    band = e.amin(1, keepdim=True) * (1 + 2e-4) + x.shape[1] * 1e-36
+    rows, cols = torch.nonzero(e <= band, as_tuple=True)
+    best = e.argmin(1)
+    tied = torch.bincount(rows, minlength=e.shape[0]) > 1
+    if bool(tied.any()):
+        keep = tied[rows]
+        rows, cols = rows[keep], cols[keep]
+        exact = torch.full_like(e, math.inf)
+        exact[rows, cols] = _exact_errors(x, lo, hi, n_levels, factors, rows, cols, symmetric, norm)
+        best[tied] = exact[tied].argmin(1)  # first minimum
+    return best
+
+
+def _screened_best(x, lo, hi, n_levels, factors, symmetric, norm):
+    """Winner per row for float32 CPU rows (:func:`mis._kernels.quant.lp_search_rows`).
+
+    Returns (best, n_exact): int64 tensors of shape (R,), the winning candidate and how many
+    candidates the screen left for an exact float64 evaluation (0 when it left one).
+    """
+    R = x.shape[0]
+    xs = np.ascontiguousarray(x.numpy())
+    los, his = np.ascontiguousarray(lo.numpy()), np.ascontiguousarray(hi.numpy())
     fs = np.ascontiguousarray(factors.numpy())
+    coef, bound = interior_poly(float(norm))
+    best = np.empty(R, dtype=np.int64)
+    n_exact = np.empty(R, dtype=np.int64)
 
     def run(r0, r1):
-        lp_errors_approx(
+        lp_search_rows(
             xs[r0:r1],
             los[r0:r1],
             his[r0:r1],
@@ -489,26 +500,24 @@ def _screened_errors(x, lo, hi, n_levels, factors, symmetric, norm):
             int(n_levels),
             bool(symmetric),
             float(norm),
-            approx[r0:r1],
+            coef,
+            bound,
+            best[r0:r1],
+            n_exact[r0:r1],
         )
 
-    # The kernel releases the GIL: split rows over torch's thread count (no OpenMP pool).
-    n_threads = min(torch.get_num_threads(), R, max(1, R * n * K // (1 << 20)))
+    # The kernel releases the GIL: split rows over torch's thread count. (numba's OpenMP
+    # pool is avoided on purpose: once started, it slows torch's own small ops by an order
+    # of magnitude in the same process.) Rows are independent: the result does not depend
+    # on the split.
+    n_threads = min(torch.get_num_threads(), R, max(1, x.numel() // (1 << 14)))
     if n_threads <= 1:
         run(0, R)
     else:
         cuts = np.linspace(0, R, n_threads + 1).astype(int)
         with ThreadPoolExecutor(n_threads) as pool:
             list(pool.map(run, cuts[:-1], cuts[1:]))
-    delta = POW_REL_ERR + 1e-5 * max(1.0, math.log2(K))  # per term + float32 pairwise sum
-    # (+ slack: the kernel counts terms below 2^-126 as 0)
-    bound = approx.min(1, keepdims=True) * ((1 + delta) / (1 - delta)) + K * 1e-37
-    rows, cols = np.nonzero(approx <= bound)
-    rows_t, cols_t = torch.from_numpy(rows), torch.from_numpy(cols)
-    exact = _pair_errors(x, lo, hi, n_levels, factors, rows_t, cols_t, symmetric, norm)
-    err = torch.full((R, n), math.inf, dtype=x.dtype)
-    err[rows_t, cols_t] = exact
-    return err
+    return torch.from_numpy(best), torch.from_numpy(n_exact)
 
 
 def mse_grid(
@@ -529,7 +538,10 @@ def mse_grid(
     where ``(lo, hi)`` is the min/max range (:func:`weight_range`, symmetrized when
     ``symmetric``). For each channel (or once per tensor) the candidate with the
     smallest ``Σ|W - Ŵ|^norm`` wins; ties keep the first (widest) candidate, as in the
-    reference loop (strict ``<``).
+    reference loop (strict ``<``). The error is the float64 sum of float64 powers of the
+    grid's errors ``|W - Ŵ|`` (:meth:`AffineGrid.error`); the reference code evaluates the
+    same ``|W - Ŵ|`` with float32 ``pow`` and ``mean``, which can only differ on near-ties
+    (relative gap ~1e-6).
 
     Parameters
     ----------
@@ -542,46 +554,44 @@ def mse_grid(
 
     Returns
     -------
-    AffineGrid, or (AffineGrid, errors of shape (C, n) or (1, n)) with ``return_errors``.
+    AffineGrid, or (AffineGrid, errors of shape (C, n) or (1, n)) with ``return_errors``
+    (the errors of :func:`candidate_errors`, in the dtype of ``w``).
 
     Notes
     -----
-    float32 weights on the CPU take a screened path: a fused numba pass
-    (:mod:`mis._kernels.quant`) bounds every candidate's error, and only candidates that
-    can be the minimum are evaluated exactly (:func:`candidate_errors` arithmetic). The
-    winner is the same as with all candidates evaluated exactly; ``return_errors=True``
-    evaluates all of them exactly (slower).
+    float32 weights on the CPU (``norm >= 1``) take a screened path
+    (:mod:`mis._kernels.quant`): one numba pass per row brackets the candidates' errors (a
+    degree-8 polynomial for unclamped weights, an approximate power for the others),
+    abandons a candidate as soon as its partial sum shows it cannot be the minimum, and
+    evaluates exactly in float64 only the candidates it could not separate (in about 90 %
+    of the rows one is left). Other inputs evaluate every candidate with vectorized torch
+    ops (:func:`candidate_errors`) and re-evaluate near-ties in float64. Both give the
+    winner of the float64 errors; rows are split over ``torch.get_num_threads()`` threads
+    and the result does not depend on their number.
     """
     n_levels = _check_levels(n_levels)
     if not (isinstance(norm, numbers.Real) and norm > 0 and math.isfinite(norm)):
         raise MisValueError(f"norm must be a finite number > 0; got {norm!r}")
-    w = _work_tensor(w)
+    w = _work_tensor(w, check_finite=False)
     x = as_channels(w) if per_channel else w.reshape(1, -1)
-    lo, hi = x.amin(1), x.amax(1)
+    lo, hi = x.amin(1), x.amax(1)  # NaN propagates: finite ends <=> finite tensor
+    if not bool(torch.isfinite(lo).all() and torch.isfinite(hi).all()):
+        _work_tensor(w)  # raises the error message with the count
     if include_zero:
         lo, hi = lo.clamp(max=0), hi.clamp(min=0)
     if symmetric:
         lo, hi = _symmetrize(lo, hi)
     lo, hi = _fix_degenerate(lo, hi)
     factors = shrink_factors(n_candidates, shrink_step, x.dtype).to(x.device)
-    if return_errors or x.dtype != torch.float32 or x.device.type != "cpu":
-        err = candidate_errors(x, lo, hi, n_levels, factors, symmetric=symmetric, norm=float(norm))
+    norm = float(norm)
+    screened = x.dtype == torch.float32 and x.device.type == "cpu" and norm >= 1
+    err = None
+    if return_errors or not screened:
+        err = candidate_errors(x, lo, hi, n_levels, factors, symmetric=symmetric, norm=norm)
+    if screened:
+        best, _ = _screened_best(x, lo, hi, n_levels, factors, symmetric, norm)
     else:
-        err = _screened_errors(x, lo, hi, n_levels, factors, symmetric, float(norm))
-    best = err.argmin(1)  # first minimum
-    # Guard: where the search left the min/max range, confirm with the float64 error of
-    # AffineGrid.error that the winner really beats candidate 0 (the search sums float32
-    # terms, so a near-tie could otherwise go either way).
-    moved = best != 0
-    if bool(moved.any()):
-        rows = torch.nonzero(moved).flatten()
-        xm = x[rows]
-        s0, z0 = _scale_zero(lo[rows], hi[rows], n_levels, symmetric)
-        fb = factors[best[rows]]
-        sb, zb = _scale_zero(lo[rows] * fb, hi[rows] * fb, n_levels, symmetric)
-        e0 = AffineGrid(s0, z0, n_levels, 0).error(xm, norm)
-        eb = AffineGrid(sb, zb, n_levels, 0).error(xm, norm)
-        best[rows[e0 <= eb]] = 0
+        best = _refine(err, x, lo, hi, n_levels, factors, symmetric, norm)
     f = factors[best]
     s, z = _scale_zero(lo * f, hi * f, n_levels, symmetric)
     if not per_channel:

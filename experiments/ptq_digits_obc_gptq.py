@@ -6,9 +6,11 @@ lr 0.05 cosine, weight decay 5e-4, batch 64, 30 epochs); the calibration set is 
 from the members only (:func:`mis.quant.select_calibration`, 1,024 requested = all
 ≈ 900 members); accuracy is measured on the non-members (≈ 900 held-out digits).
 
-Table 1 — the plain CNN (no BatchNorm): accuracy of RTN, OBC and GPTQ at 4, 2, 1.58
-and 1 bits (all layers, per-channel asymmetric L2.4 grid; 1 bit = α_c·sign), and at
-1.58 bits with the decoupled 8-bit last layer (Zhang et al. §IV-C).
+Table 1 — the plain CNN (no BatchNorm): accuracy of RTN, OBC, GPTQ (the ``"gptq"``
+method's default: act-order and 8 refinement sweeps) and GPTQ without the refinement
+sweeps (the paper's algorithm with act-order) at 4, 2, 1.58 and 1 bits (all layers,
+per-channel asymmetric L2.4 grid; 1 bit = α_c·sign), and at 1.58 bits with the
+decoupled 8-bit last layer (Zhang et al. §IV-C).
 Table 2 — the conv–BN–ReLU CNN: each method without and with BN tuning (reset the
 running statistics, 100 calibration batches of 64 in train mode, momentum 0.1).
 
@@ -32,8 +34,21 @@ from mis.quant import QuantConfig, quantize_model, select_calibration
 from mis.quant.bn import bn_tune
 from mis.train import TrainConfig, build_model, load_digits, train_model
 
-METHODS = ("rtn", "obc", "gptq")
+# label -> (method, method_options); "gptq" is the method's default (act-order and
+# 8 refinement sweeps), "gptq0" the paper's algorithm (act-order, no refinement)
+METHODS = {
+    "rtn": ("rtn", {}),
+    "obc": ("obc", {}),
+    "gptq": ("gptq", {}),
+    "gptq0": ("gptq", {"refine_sweeps": 0}),
+}
+LABELS = {"rtn": "RTN", "obc": "OBC", "gptq": "GPTQ", "gptq0": "GPTQ w/o refine"}
 BITS = (4, 2, 1.58, 1)
+
+
+def config(label: str, bits, **kw) -> QuantConfig:
+    method, options = METHODS[label]
+    return QuantConfig(bits=bits, method=method, method_options=options, **kw)
 
 
 def train(seed: int, batchnorm: bool, epochs: int):
@@ -62,17 +77,15 @@ def run_seed(seed: int, epochs: int) -> dict:
     out["plain"]["float"] = acc(model)
     for bits in BITS:
         for m in METHODS:
-            out["plain"][f"{m}@{bits}"] = acc(
-                quantize_model(model, QuantConfig(bits=bits, method=m), calib)
-            )
+            out["plain"][f"{m}@{bits}"] = acc(quantize_model(model, config(m, bits), calib))
     for m in METHODS:
-        cfg = QuantConfig(bits=1.58, method=m, last_layer_bits=8)
+        cfg = config(m, 1.58, last_layer_bits=8)
         out["plain"][f"{m}@1.58+last8"] = acc(quantize_model(model, cfg, calib))
     model, calib, acc = train(seed, batchnorm=True, epochs=epochs)
     out["bn"]["float"] = acc(model)
     for bits in BITS:
         for m in METHODS:
-            q = quantize_model(model, QuantConfig(bits=bits, method=m), calib)
+            q = quantize_model(model, config(m, bits), calib)
             out["bn"][f"{m}@{bits}"] = acc(q)
             out["bn"][f"{m}+bnt@{bits}"] = acc(bn_tune(q, calib))  # same as bn_tuning=True
     return out
@@ -106,21 +119,27 @@ def main(argv=None):
 
     n = len(seeds)
     print(f"\nTest accuracy (%) on non-members, mean ± sd over {n} seeds {seeds}")
+    others = [m for m in METHODS if m != "rtn"]
     print(f"\nTable 1: digits CNN (no BN), float {fmt(col('plain', 'float'))}")
-    print("| bits | RTN | OBC | GPTQ | OBC ≥ RTN | GPTQ ≥ RTN |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print(
+        "| bits | "
+        + " | ".join(LABELS[m] for m in METHODS)
+        + " | "
+        + " | ".join(f"{LABELS[m]} ≥ RTN" for m in others)
+        + " |"
+    )
+    print("| --- " * (len(METHODS) + len(others) + 1) + "|")
     for bits in [*BITS, "1.58+last8"]:
         k = {m: f"{m}@{bits}" for m in METHODS}
-        print(
-            f"| {bits} | {fmt(col('plain', k['rtn']))} | {fmt(col('plain', k['obc']))} "
-            f"| {fmt(col('plain', k['gptq']))} | {wins('plain', k['obc'], k['rtn'])}/{n} "
-            f"| {wins('plain', k['gptq'], k['rtn'])}/{n} |"
-        )
+        cells = [fmt(col("plain", k[m])) for m in METHODS]
+        cells += [f"{wins('plain', k[m], k['rtn'])}/{n}" for m in others]
+        print(f"| {bits} | " + " | ".join(cells) + " |")
     print(
         f"\nTable 2: digits CNN with BN, float {fmt(col('bn', 'float'))}; without → with BN tuning"
     )
-    print("| bits | RTN | RTN+BNT | OBC | OBC+BNT | GPTQ | GPTQ+BNT | BNT ≥ none (R/O/G) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    head = " | ".join(f"{LABELS[m]} | {LABELS[m]}+BNT" for m in METHODS)
+    print(f"| bits | {head} | BNT ≥ none ({'/'.join(LABELS[m] for m in METHODS)}) |")
+    print("| --- " * (2 * len(METHODS) + 2) + "|")
     for bits in BITS:
         cells = []
         w = []
@@ -129,18 +148,20 @@ def main(argv=None):
             cells += [fmt(col("bn", a)), fmt(col("bn", b))]
             w.append(f"{wins('bn', b, a)}")
         print(f"| {bits} | " + " | ".join(cells) + f" | {'/'.join(w)} of {n} |")
-    print("\nPer seed (plain @2, @1.58; BN @2, @1.58 without/with BNT):")
+    print("\nPer seed, accuracy (%) at 2 and 1.58 bits (BN model: without / with BN tuning):")
+    print("| seed | model | bits | " + " | ".join(LABELS[m] for m in METHODS) + " |")
+    print("| --- " * (len(METHODS) + 3) + "|")
     for s in seeds:
         r = res[s]
-        p = " ".join(
-            f"{m}@{b}={100 * r['plain'][f'{m}@{b}']:.1f}" for b in (2, 1.58) for m in METHODS
-        )
-        q = " ".join(
-            f"{m}@{b}={100 * r['bn'][f'{m}@{b}']:.1f}/{100 * r['bn'][f'{m}+bnt@{b}']:.1f}"
-            for b in (2, 1.58)
-            for m in METHODS
-        )
-        print(f"  seed {s}: plain {p}\n          bn    {q}")
+        for b in (2, 1.58):
+            p = " | ".join(f"{100 * r['plain'][f'{m}@{b}']:.1f}" for m in METHODS)
+            print(f"| {s} | plain | {b} | {p} |")
+        for b in (2, 1.58):
+            q = " | ".join(
+                f"{100 * r['bn'][f'{m}@{b}']:.1f} / {100 * r['bn'][f'{m}+bnt@{b}']:.1f}"
+                for m in METHODS
+            )
+            print(f"| {s} | BN | {b} | {q} |")
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
     if args.out:
         with open(args.out, "w") as f:

@@ -642,6 +642,60 @@ def constrained_lstsq_naive(w, X, fixed, values, percdamp=0.01):
     return v
 
 
+def block_refine_naive(W, H, Q, levels, sweeps, block, percdamp=0.01):
+    """Refinement sweeps of mis.quant.gptq (block coordinate descent), one row at a time.
+
+    Rows are independent. Per row and sweep s, block borders start at the offset
+    [0, B/2, B/4, 3B/4][s mod 4] (distinct values, in that order; a first short block
+    [0, offset)). Per block: g = Hd(q − w), t = q_B − inv(Hd_BB) g_B; the candidates are
+    the fixed-order OBS quantization of t (Hessian Hd_BB) in forward, then backward
+    order; a candidate replaces the current block when its loss (c − t)ᵀHd_BB(c − t) is
+    below the best so far by a relative 1e-12; t = 0 exactly in dead columns. Running
+    all sweeps equals the fast version's early stop (a row unchanged for a full cycle
+    of offsets never changes).
+    """
+    Hd, dead = damped_hessian_naive(H, percdamp)
+    W = np.array(W, dtype=np.float64)
+    W[:, dead] = 0.0
+    Q = np.array(Q, dtype=np.float64)
+    C, K = W.shape
+    offsets = []
+    for o in (0, block // 2, block // 4, (3 * block) // 4):
+        if o not in offsets:
+            offsets.append(o)
+    for c in range(C):
+        q = Q[c].copy()
+        for s in range(sweeps):
+            off = offsets[s % len(offsets)]
+            starts = ([0] if off else []) + list(range(off, K, block))
+            for a, b in zip(starts, [*starts[1:], K], strict=True):
+                B = list(range(a, b))
+                HB = Hd[np.ix_(B, B)]
+                g = Hd @ (q - W[c])
+                t = q[B] - np.linalg.solve(HB, g[B])
+                t[dead[B]] = 0.0  # exact value; rounding would pick a side of sign(0)
+                best = q[B].copy()
+                best_loss = (best - t) @ HB @ (best - t)
+                n = b - a
+                for order in (list(range(n)), list(range(n - 1, -1, -1))):
+                    cand = ordered_obs_naive(t[None, :], HB, [levels[c]], order, percdamp=0)[0]
+                    loss = (cand - t) @ HB @ (cand - t)
+                    if loss < best_loss * (1 - 1e-12):
+                        best, best_loss = cand, loss
+                q[B] = best
+        Q[c] = q
+    return Q
+
+
+def damped_loss_naive(W, H, Q, percdamp=0.01):
+    """Per-row (q_c − w_c)ᵀ Hd (q_c − w_c), dead columns of W zeroed first (float64)."""
+    Hd, dead = damped_hessian_naive(H, percdamp)
+    W = np.array(W, dtype=np.float64)
+    W[:, dead] = 0.0
+    D = np.asarray(Q, dtype=np.float64) - W
+    return np.einsum("ck,kl,cl->c", D, Hd, D)
+
+
 def bn_running_stats_naive(batches, momentum):
     """BatchNorm running mean / unbiased var after reset (0, 1) and one update per batch.
 

@@ -379,7 +379,8 @@ def test_obc_beats_rtn_through_the_model():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_obc_and_gptq_on_cuda_match_cpu():
     W, _, H = random_layer(4, 8, 48, 200)
-    for solver in (obc_quantize, gptq_quantize):
+    refined = functools.partial(gptq_quantize, act_order=True, refine_sweeps=4)
+    for solver in (obc_quantize, gptq_quantize, refined):
         cpu = solver(W, H, LayerSpec(2))
         gpu = solver(W.cuda(), H.cuda(), LayerSpec(2))
         assert gpu.device.type == "cuda"
@@ -439,4 +440,4 @@ def test_digits_obc_gptq_at_least_rtn(seed):
         }
         means[bits] = a
         assert a["obc"] >= a["rtn"], (bits, a)
-        assert a["gptq"] >= a["rtn"] - 0.01, (bits, a)  # 1 % = 9 test digits
+        assert a["gptq"] >= a["rtn"], (bits, a)

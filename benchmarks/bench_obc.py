@@ -133,7 +133,12 @@ def main(argv=None):
             ("GPTQ (paper, natural order)", False, 0),
             ("GPTQ act-order", True, 0),
             (f"GPTQ + {sweeps} refine sweeps", False, sweeps),
-            (f"GPTQ act-order + {sweeps} refine sweeps (method default)", True, sweeps),
+            (
+                f"GPTQ act-order + {sweeps} refine sweeps"
+                + (" (method default)" if not spec.is_sign else " (method uses 0 at 1 bit)"),
+                True,
+                sweeps,
+            ),
         ):
             t = time.perf_counter()
             q = gptq_quantize(W, H, grid, act_order=ao, refine_sweeps=sw, dtype=dtype)

@@ -26,13 +26,11 @@ claim passes, 1 otherwise, 2 for unreadable input.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import sys
 from pathlib import Path
 
-from mis.report.tables import claims_markdown
+from mis.report.tables import claims_markdown, paper_check_main
 
 REFERENCE = Path(__file__).with_name("aubinais2025_molecular_reference.json")
 
@@ -174,20 +172,14 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir", help="output directory of `mis molecular` (results.json)")
-    parser.add_argument("--reference", default=str(REFERENCE), help="paper numbers (JSON)")
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
-    args = parser.parse_args(argv)
-    try:
-        results = json.loads((Path(args.run_dir) / "results.json").read_text())
-        reference = json.loads(Path(args.reference).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        print(f"aubinais2025_molecular: cannot read input: {exc}", file=sys.stderr)
-        return 2
-    rows = check(results, reference)
-    print(json.dumps(rows, indent=2) if args.json else markdown(rows))
-    return 0 if all(r["pass"] for r in rows if r["pass"] is not None) else 1
+    return paper_check_main(
+        argv,
+        name="aubinais2025_molecular",
+        description=__doc__.split("\n\n")[0],
+        run_help="output directory of `mis molecular` (results.json)",
+        check=check,
+        reference=REFERENCE,
+    )
 
 
 if __name__ == "__main__":

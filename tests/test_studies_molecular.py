@@ -153,6 +153,9 @@ def test_tiny_study_end_to_end_and_resume(tmp_path):
     assert reg["metrics"]["r2"]["original"]["relative"] == pytest.approx(1.0)
     assert reg["metrics"]["spearman_original"]["original"]["mean"] == pytest.approx(1.0)
     assert cls["metrics"]["auroc"]["original"]["mean"] > 0.6
+    diag = reg["rq_diagnostics"]
+    assert all(1 <= diag["mean_distinct_kept"][q] <= 4 for q in QUANTIZERS)  # keep_best = 4
+    assert all(0 <= diag["share_min_at_last_kept"][q] <= 1 for q in QUANTIZERS)
     rq = np.array(reg["per_run"]["rq"])
     assert rq.shape == (3, 8) and (np.nan_to_num(rq, posinf=1.0) >= 0).all()
     for f in ("report.md", "results.json", "molecular.csv", "config.json"):

@@ -170,6 +170,24 @@ def _markdown(results, figures) -> str:
             f"excludes 0): {chain}.",
             "",
         ]
+        diag = t.get("rq_diagnostics")
+        if diag:
+            kept = ", ".join(
+                f"{label.get(q, q)} {diag['mean_distinct_kept'][q]:.1f}"
+                for q in results["quantizers"]
+            )
+            lines += [f"Distinct quantized checkpoints behind r_Q (mean over runs): {kept}.", ""]
+            cut = [q for q in results["quantizers"] if diag["share_min_at_last_kept"][q] > 0]
+            if cut:
+                lines += [
+                    "The minimum of r_Q sat at the last kept checkpoint in some runs of "
+                    + ", ".join(
+                        f"{label.get(q, q)} ({100 * diag['share_min_at_last_kept'][q]:.0f} %)"
+                        for q in cut
+                    )
+                    + ": raise trajectory.keep_best to check it.",
+                    "",
+                ]
         if t["degenerate"]:
             lines += ["Warnings: " + "; ".join(t["degenerate"]), ""]
     for f in figures:

@@ -287,10 +287,16 @@ def _analyse_task(cfg: MolecularConfig, store, spec) -> dict:
     names = list(cfg.trajectory.quantizers)
     an = cfg.analysis
     get = lambda n: np.asarray(store.load(f"{key}/{n}"))  # noqa: E731
-    vl, qh = fill_keep_best_padding(get("val_losses"), get("qhash"), get("val_epochs"))
+    epochs = get("val_epochs")
+    vl, qh = fill_keep_best_padding(get("val_losses"), get("qhash"), epochs)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DegenerateStatisticWarning)
-        rq = rq_batch(vl, qh, progress=False)
+        det = rq_batch(vl, qh, details=True, progress=False)
+    rq = det.rq
+    # keep_best truncation: a minimum at the last kept checkpoint of a full buffer may sit
+    # beyond it (the module docstring of mis.train.trajectory)
+    full = epochs[:, :, -1] >= 0
+    at_last = full & (det.argmin_checkpoint == epochs.shape[2] - 1)
     degenerate = sorted({str(w.message) for w in caught})
     ranking = rank_quantizers(
         rq,
@@ -317,6 +323,12 @@ def _analyse_task(cfg: MolecularConfig, store, spec) -> dict:
         "n_val": int(get("y_val").size),
         "n_features": int(get("n_features")[0]),
         "rq": ranking_summary(ranking),
+        "rq_diagnostics": {
+            "mean_distinct_kept": {
+                q: float(det.n_distinct[:, j].mean()) for j, q in enumerate(names)
+            },
+            "share_min_at_last_kept": {q: float(at_last[:, j].mean()) for j, q in enumerate(names)},
+        },
         "metrics": metrics,
         "per_run": {
             "rq": rq.tolist(),

@@ -263,40 +263,31 @@ def _order_row(row, lo, hi, buf, key, start, bmin, bmax):
 
 
 @njit(inline="always", **JIT)
+def _interior_term(t, c0, c1, c2, c3, c4, c5, c6, c7, c8):
+    """P(fl(4e - 1)) for e = |t - rint(t)| (Horner with float32 FMAs)."""
+    e = abs(t - np.rint(t))
+    y = _fma32(_F(4.0), e, _F(-1.0))
+    h = _fma32(c8, y, c7)
+    h = _fma32(h, y, c6)
+    h = _fma32(h, y, c5)
+    h = _fma32(h, y, c4)
+    h = _fma32(h, y, c3)
+    h = _fma32(h, y, c2)
+    h = _fma32(h, y, c1)
+    return _fma32(h, y, c0)
+
+
+@njit(inline="always", **JIT)
 def _interior_terms(buf, k0, m, acc, inv, c0, c1, c2, c3, c4, c5, c6, c7, c8):
     """acc[j % 16] += P(fl(4e - 1)), e = |t - rint(t)|, t = x·inv, for buf[k0 : k0 + m]."""
-    four = _F(4.0)
-    one = _F(1.0)
     ng = m // _LANES
     for g in range(ng):
         base = k0 + g * _LANES
         for j in range(_LANES):  # unrolled and vectorized
-            t = buf[base + j] * inv
-            e = abs(t - np.rint(t))
-            y = _fma32(four, e, -one)
-            h = _fma32(c8, y, c7)
-            h = _fma32(h, y, c6)
-            h = _fma32(h, y, c5)
-            h = _fma32(h, y, c4)
-            h = _fma32(h, y, c3)
-            h = _fma32(h, y, c2)
-            h = _fma32(h, y, c1)
-            h = _fma32(h, y, c0)
-            acc[j] += h
+            acc[j] += _interior_term(buf[base + j] * inv, c0, c1, c2, c3, c4, c5, c6, c7, c8)
     base = k0 + ng * _LANES
     for j in range(m - ng * _LANES):
-        t = buf[base + j] * inv
-        e = abs(t - np.rint(t))
-        y = _fma32(four, e, -one)
-        h = _fma32(c8, y, c7)
-        h = _fma32(h, y, c6)
-        h = _fma32(h, y, c5)
-        h = _fma32(h, y, c4)
-        h = _fma32(h, y, c3)
-        h = _fma32(h, y, c2)
-        h = _fma32(h, y, c1)
-        h = _fma32(h, y, c0)
-        acc[j] += h
+        acc[j] += _interior_term(buf[base + j] * inv, c0, c1, c2, c3, c4, c5, c6, c7, c8)
 
 
 @njit(inline="always", **JIT)

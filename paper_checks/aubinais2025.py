@@ -27,7 +27,7 @@ import math
 import sys
 from pathlib import Path
 
-from mis.report.tables import claims_markdown, paper_check_main
+from mis.report.tables import paper_check_main
 
 REFERENCE = Path(__file__).with_name("aubinais2025_reference.json")
 
@@ -164,10 +164,6 @@ def check(results: dict, reference: dict) -> list[dict]:
     )
     rows += sub
     return rows
-
-
-def markdown(rows: list[dict]) -> str:
-    return claims_markdown(rows)
 
 
 def main(argv=None) -> int:

@@ -30,7 +30,7 @@ import math
 import sys
 from pathlib import Path
 
-from mis.report.tables import claims_markdown, paper_check_main
+from mis.report.tables import paper_check_main
 
 REFERENCE = Path(__file__).with_name("aubinais2025_molecular_reference.json")
 
@@ -165,10 +165,6 @@ def check(results: dict, reference: dict) -> list[dict]:
                 }
             )
     return rows
-
-
-def markdown(rows: list[dict]) -> str:
-    return claims_markdown(rows)
 
 
 def main(argv=None) -> int:

@@ -68,6 +68,7 @@ __all__ = [
     "load_config",
 ]
 
+#: The quantizers of Aubinais et al. (Appendix D), as named by :func:`mis.quant.weight_quantizer`.
 AUBINAIS_QUANTIZERS = (
     "sign",
     "ternary-33",
@@ -186,12 +187,10 @@ class TrajectoryConfig:
     params: str = "all"
 
     def __post_init__(self):
-        from mis.studies.stacked import STACKED_QUANTIZERS
-
         q = _list(
             self.quantizers,
             "trajectory.quantizers",
-            lambda v, k: _str(v, k, STACKED_QUANTIZERS),
+            lambda v, k: _str(v, k, AUBINAIS_QUANTIZERS),
             min_len=3,
         )
         object.__setattr__(self, "quantizers", q)

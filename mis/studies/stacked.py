@@ -41,20 +41,12 @@ import torch
 import torch.nn.functional as F
 
 from mis.exceptions import MisValueError
+from mis.studies.config import AUBINAIS_QUANTIZERS
 
 __all__ = ["STACKED_QUANTIZERS", "KeepBestRecorder", "StackedQuantizer", "stacked_quantize"]
 
-#: Names accepted by :func:`stacked_quantize` (the quantizers of Aubinais et al.).
-STACKED_QUANTIZERS = (
-    "sign",
-    "ternary-33",
-    "ternary-50",
-    "ternary-90",
-    "2bit",
-    "3bit",
-    "4bit",
-    "5bit",
-)
+#: Names accepted by :func:`stacked_quantize`: the quantizers of Aubinais et al.
+STACKED_QUANTIZERS = AUBINAIS_QUANTIZERS
 _SPARSITY = {"ternary-33": 0.33, "ternary-50": 0.50, "ternary-90": 0.90}
 _BITS = {"2bit": 2, "3bit": 3, "4bit": 4, "5bit": 5}
 

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from mis._validation import positive_int
 from mis.exceptions import MisValueError
 from mis.quant.calibration import Calibration
 
@@ -39,12 +40,6 @@ def batchnorm_layers(model: nn.Module) -> list[tuple[str, _BatchNorm]]:
         for n, m in model.named_modules()
         if isinstance(m, _BatchNorm) and m.track_running_stats
     ]
-
-
-def _check_int(v, name):
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-        raise MisValueError(f"{name} must be an integer >= 1; got {v!r}")
-    return int(v)
 
 
 def bn_tune(
@@ -90,8 +85,8 @@ def bn_tune(
             "calib must be a mis.quant.Calibration (members only, see select_calibration); "
             f"got {type(calib).__name__}"
         )
-    n_batches = _check_int(n_batches, "n_batches")
-    batch_size = _check_int(batch_size, "batch_size")
+    n_batches = positive_int(n_batches, "n_batches")
+    batch_size = positive_int(batch_size, "batch_size")
     if batch_size < 2:
         raise MisValueError(f"batch_size must be >= 2 for train-mode BatchNorm; got {batch_size}")
     if momentum is not None and (

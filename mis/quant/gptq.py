@@ -83,11 +83,10 @@ quantization. arXiv:2406.17542, 2024 (greedy coordinate descent on the same loss
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 from torch import nn
 
+from mis._validation import positive_int
 from mis.exceptions import MisValueError
 from mis.quant.api import LayerSpec, QuantPlan, register_method
 from mis.quant.calibration import Calibration
@@ -98,6 +97,7 @@ from mis.quant.obc import (
     DEFAULT_PERCDAMP,
     _bool,
     _check_layer_inputs,
+    _int_ge0,
     _int_ge1,
     layer_grid,
     on_grid,
@@ -113,12 +113,6 @@ DEFAULT_METHOD_REFINE_SWEEPS = 8
 # a row takes a block's new values only if its loss drops by more than this fraction
 # (rounding noise must not count as progress)
 _REFINE_RTOL = 1e-12
-
-
-def _check_int(v, name: str, low: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low:
-        raise MisValueError(f"{name} must be an integer >= {low}; got {v!r}")
-    return int(v)
 
 
 def _gptq_columns(W: torch.Tensor, R: torch.Tensor, grid, block_size: int) -> torch.Tensor:
@@ -282,9 +276,9 @@ def gptq_quantize(
         Shape and dtype of ``w``; every entry on its row's grid.
     """
     _check_layer_inputs(w, H)
-    bs = _check_int(block_size, "block_size", 1)
-    sweeps = _check_int(refine_sweeps, "refine_sweeps", 0)
-    rblock = _check_int(refine_block, "refine_block", 1)
+    bs = positive_int(block_size, "block_size", 1)
+    sweeps = positive_int(refine_sweeps, "refine_sweeps", 0)
+    rblock = positive_int(refine_block, "refine_block", 1)
     if not isinstance(act_order, bool):
         raise MisValueError(f"act_order must be True or False; got {act_order!r}")
     if dtype not in _DTYPES.values():
@@ -365,8 +359,8 @@ def refine_quantized(
             f"q must be a tensor with the shape of w {tuple(w.shape)}; "
             f"got {tuple(getattr(q, 'shape', ()))}"
         )
-    sweeps = _check_int(sweeps, "sweeps", 0)
-    block = _check_int(block, "block", 1)
+    sweeps = positive_int(sweeps, "sweeps", 0)
+    block = positive_int(block, "block", 1)
     if dtype not in _DTYPES.values():
         raise MisValueError(f"dtype must be torch.float64 or torch.float32; got {dtype!r}")
     W = as_channels(w.detach()).to(dtype)
@@ -378,12 +372,6 @@ def refine_quantized(
         raise MisValueError("q must lie on grid (every entry a level of its row's grid)")
     Q, _ = _refine_blocks(W, Q, Hd.to(dtype), dead, grid, sweeps, block)
     return Q.to(w.dtype).reshape(w.shape)
-
-
-def _int_ge0(v, name):
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
-        raise MisValueError(f"method_options[{name!r}] must be an integer >= 0; got {v!r}")
-    return int(v)
 
 
 def _sweeps(v, name):

@@ -69,6 +69,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from mis._validation import positive_int
 from mis.exceptions import MisValueError
 from mis.quant.api import LayerSpec, QuantPlan, register_method
 from mis.quant.bn import DEFAULT_BN_BATCH_SIZE, DEFAULT_BN_BATCHES, DEFAULT_BN_MOMENTUM, bn_tune
@@ -295,8 +296,7 @@ def obc_quantize(
     """
     C, K = _check_layer_inputs(w, H)
     for name, v in (("lazy_block", lazy_block), ("memory_budget", memory_budget)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-            raise MisValueError(f"{name} must be an integer >= 1; got {v!r}")
+        positive_int(v, name)
     if dtype not in _DTYPES.values():
         raise MisValueError(f"dtype must be torch.float64 or torch.float32; got {dtype!r}")
     dev = w.device
@@ -422,10 +422,12 @@ def _obc_rows(w0: torch.Tensor, Hinv0: torch.Tensor, g, T: int, trace_rows=None)
 # -------------------------------------------------------------------------------------------
 
 
+def _int_ge0(v, name):
+    return positive_int(v, f"method_options[{name!r}]", 0)
+
+
 def _int_ge1(v, name):
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-        raise MisValueError(f"method_options[{name!r}] must be an integer >= 1; got {v!r}")
-    return int(v)
+    return positive_int(v, f"method_options[{name!r}]", 1)
 
 
 def _opt_int_ge1(v, name):

@@ -53,6 +53,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.overrides import TorchFunctionMode
 
+from mis._validation import positive_int
 from mis.exceptions import MisValueError
 from mis.quant.api import SUPPORTED_LAYERS, LayerSpec, PlannedLayer, QuantPlan
 from mis.quant.calibration import Calibration
@@ -190,11 +191,6 @@ def soft_rounding_for(w: torch.Tensor, spec: LayerSpec) -> SoftRounding:
 # -------------------------------------------------------------------------------------------
 
 
-def _pos_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise MisValueError(f"{name} must be an integer >= 1; got {value!r}")
-
-
 def _pos_real(value, name, *, allow_zero=False):
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value < 0 or (value == 0 and not allow_zero):
@@ -266,11 +262,11 @@ class ReconstructionConfig:
 
     def __post_init__(self):
         if self.num_threads is not None:
-            _pos_int(self.num_threads, "num_threads")
+            positive_int(self.num_threads, "num_threads")
         for name in ("n_iter", "batch_size", "eval_samples", "cache_batch_size"):
-            _pos_int(getattr(self, name), name)
+            positive_int(getattr(self, name), name)
         if self.record_every is not None:
-            _pos_int(self.record_every, "record_every")
+            positive_int(self.record_every, "record_every")
         _pos_real(self.lr, "lr")
         _pos_real(self.reg_weight, "reg_weight", allow_zero=True)
         _pos_real(self.beta_start, "beta_start")

@@ -21,8 +21,7 @@ from pathlib import Path
 
 from mis.report.plots import pyplot as _plt
 from mis.report.plots import save_figure as _save
-from mis.report.tables import markdown_table, to_csv, to_json
-from mis.store import atomic_write_text
+from mis.report.tables import markdown_table, write_report_files
 from mis.studies.audit_config import METHOD_LABELS
 
 __all__ = ["METHOD_LABELS", "summary_markdown", "write_report"]
@@ -573,11 +572,4 @@ def write_report(results: dict, out) -> list[str]:
         "accuracy.csv": _accuracy_rows(results),
         "per_target.csv": _per_target_rows(results),
     }
-    files = list(figures)
-    for name, rows in tables.items():
-        if rows:
-            atomic_write_text(out / name, to_csv(rows))
-            files.append(name)
-    atomic_write_text(out / "results.json", to_json(results) + "\n")
-    atomic_write_text(out / "report.md", _markdown(results, figures))
-    return ["report.md", "results.json", *files]
+    return write_report_files(out, results, _markdown(results, figures), tables, figures)

@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mis.report.plots import pyplot, save_figure
-from mis.report.tables import markdown_table, to_csv, to_json
-from mis.store import atomic_write_text
+from mis.report.tables import markdown_table, write_report_files
 
 __all__ = ["write_report"]
 
@@ -216,7 +215,5 @@ def write_report(results: dict, out) -> list[str]:
            for t in results["tasks"] for q in results["quantizers"]):  # fmt: skip
         plot_privacy_performance(results, out / "fig_privacy_performance.png")
         figures.append("fig_privacy_performance.png")
-    atomic_write_text(out / "molecular.csv", to_csv(_rows(results)))
-    atomic_write_text(out / "results.json", to_json(results) + "\n")
-    atomic_write_text(out / "report.md", _markdown(results, figures))
-    return ["report.md", "results.json", "molecular.csv", *figures]
+    tables = {"molecular.csv": _rows(results)}
+    return write_report_files(out, results, _markdown(results, figures), tables, figures)

@@ -21,8 +21,7 @@ import numpy as np
 
 from mis.report.plots import pyplot as _plt
 from mis.report.plots import save_figure as _save
-from mis.report.tables import markdown_table, to_csv, to_json
-from mis.store import atomic_write_text
+from mis.report.tables import markdown_table, write_report_files
 
 __all__ = ["write_report"]
 
@@ -474,7 +473,6 @@ def write_report(results: dict, out) -> list[str]:
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    files = []
     figures = []
     if any(s.get("stability") for s in results["settings"]):
         plot_stability(results, out / "fig1_stability.png")
@@ -487,17 +485,10 @@ def write_report(results: dict, out) -> list[str]:
     if any(s.get("mis") for s in results["settings"]):
         plot_rq_vs_mis(results, out / "fig2_rq_vs_mis.png")
         figures.append("fig2_rq_vs_mis.png")
-    files += figures
     tables = {
         "rq.csv": _rq_rows(results),
         "agreement.csv": _agreement_rows(results),
         "stability.csv": _stability_rows(results),
         "accuracy.csv": _accuracy_rows(results),
     }
-    for name, rows in tables.items():
-        if rows:
-            atomic_write_text(out / name, to_csv(rows))
-            files.append(name)
-    atomic_write_text(out / "results.json", to_json(results) + "\n")
-    atomic_write_text(out / "report.md", _markdown(results, figures))
-    return ["report.md", "results.json", *files]
+    return write_report_files(out, results, _markdown(results, figures), tables, figures)

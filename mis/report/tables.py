@@ -113,6 +113,29 @@ def paper_check_main(argv, *, name: str, description: str, run_help: str, check,
     return 0 if all(checked) else 1
 
 
+def write_report_files(
+    out, results, markdown: str, tables: Mapping[str, list], figures
+) -> list[str]:
+    """Write a study's non-empty CSV ``tables``, ``results.json`` and, last, ``report.md``
+    (whose links point at ``figures``, already written) into ``out``, atomically.
+
+    Returns the names of the files written: report, results, figures, tables.
+    """
+    from pathlib import Path
+
+    from mis.store import atomic_write_text
+
+    out = Path(out)
+    files = list(figures)
+    for name, rows in tables.items():
+        if rows:
+            atomic_write_text(out / name, to_csv(rows))
+            files.append(name)
+    atomic_write_text(out / "results.json", to_json(results) + "\n")
+    atomic_write_text(out / "report.md", markdown)
+    return ["report.md", "results.json", *files]
+
+
 def to_csv(rows: Sequence[Mapping[str, object]]) -> str:
     """CSV text of a list of flat dicts (columns: every key, in order of first appearance;
     a row without a key leaves its cell empty)."""

@@ -651,11 +651,8 @@ def run_audit(
         f"({config.model.name}, {config.train.epochs} epochs, {kind} trainer) on {n} "
         f"{data.name or config.data.name} examples: {len(specs)} job(s)"
     )
-    t0 = time.perf_counter()
-    ran, skipped = run_stage(train_job, specs, executor, "train", progress)
-    timing["train_s"] = time.perf_counter() - t0
+    ran, skipped, timing["train_s"] = run_stage(train_job, specs, executor, "train", progress, say)
     jobs["train"] = {"run": ran, "skipped": skipped}
-    say(f"[train] done in {timing['train_s']:.1f} s ({ran} run, {skipped} already done)")
     if stop_after == "train":
         return {}
 
@@ -674,11 +671,10 @@ def run_audit(
         f"{', '.join(map(str, config.quant.bits))} bits) × {len(quant_models)} model(s): "
         f"{len(specs)} job(s)"
     )
-    t0 = time.perf_counter()
-    ran, skipped = run_stage(quant_job, specs, executor, "quantize", progress)
-    timing["quantize_s"] = time.perf_counter() - t0
+    ran, skipped, timing["quantize_s"] = run_stage(
+        quant_job, specs, executor, "quantize", progress, say
+    )
     jobs["quantize"] = {"run": ran, "skipped": skipped}
-    say(f"[quantize] done in {timing['quantize_s']:.1f} s ({ran} run, {skipped} already done)")
     if stop_after == "quantize":
         return {}
 

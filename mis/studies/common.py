@@ -113,24 +113,31 @@ def job_spec(store, name: str, index: int, config: dict, seed: int = 0):
     return JobSpec(store=str(store), name=name, index=index, seed=seed, config=config)
 
 
-def run_stage(fn, specs, executor, desc: str, progress) -> tuple[int, int]:
-    """Run the unfinished ``specs`` through ``executor``; returns (jobs run, jobs skipped).
+def run_stage(fn, specs, executor, desc: str, progress, log=None) -> tuple[int, int, float]:
+    """Run the unfinished ``specs`` through ``executor``.
 
-    No worker is started for a finished job (its ``done`` marker exists).
+    No worker is started for a finished job (its ``done`` marker exists). ``desc`` labels the
+    progress bar and, when ``log`` is given, the line ``[desc] done in … s`` it receives.
+    Returns (jobs run, jobs skipped, seconds).
     """
     import functools
+    import time
 
     from mis.train import progress_bar
     from mis.train.jobs import job_done, run_job
 
+    t0 = time.perf_counter()
     todo = [s for s in specs if not job_done(s)]
-    skipped = len(specs) - len(todo)
-    if not todo:
-        return 0, skipped
-    results = executor.map(functools.partial(run_job, fn), todo)
-    statuses = list(progress_bar(results, total=len(todo), desc=desc, enabled=progress))
-    done = sum(s == "done" for s in statuses)
-    return done, skipped + len(statuses) - done
+    ran, skipped = 0, len(specs) - len(todo)
+    if todo:
+        results = executor.map(functools.partial(run_job, fn), todo)
+        statuses = list(progress_bar(results, total=len(todo), desc=desc, enabled=progress))
+        ran = sum(s == "done" for s in statuses)
+        skipped += len(statuses) - ran
+    seconds = time.perf_counter() - t0
+    if log is not None:
+        log(f"[{desc}] done in {seconds:.1f} s ({ran} run, {skipped} already done)")
+    return ran, skipped, seconds
 
 
 def make_executor(workers: int):

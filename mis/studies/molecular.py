@@ -391,10 +391,7 @@ def run_molecular(
         f"[train] {len(specs)} task(s) × {config.study.runs} runs × {config.train.epochs} "
         f"epochs, {len(config.trajectory.quantizers)} quantizers"
     )
-    t0 = time.perf_counter()
-    ran, skipped = run_stage(task_job, specs, executor, "tasks", progress)
-    train_s = time.perf_counter() - t0
-    say(f"[train] done in {train_s:.1f} s ({ran} run, {skipped} already done)")
+    ran, skipped, train_s = run_stage(task_job, specs, executor, "train", progress, say)
 
     t0 = time.perf_counter()
     tasks = [_analyse_task(config, store, t) for t in config.tasks]

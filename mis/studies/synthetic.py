@@ -455,10 +455,9 @@ def run_synthetic(
         f"{config.train.epochs} epochs, {len(config.trajectory.quantizers)} quantizers: "
         f"{len(specs)} jobs"
     )
-    t0 = time.perf_counter()
-    ran, skipped = run_stage(train_chunk_job, specs, executor, "train", progress)
-    timing["train_s"] = time.perf_counter() - t0
-    say(f"[train] done in {timing['train_s']:.1f} s ({ran} run, {skipped} already done)")
+    ran, skipped, timing["train_s"] = run_stage(
+        train_chunk_job, specs, executor, "train", progress, say
+    )
     _append_timing(out, invocation, "train", timing["train_s"], ran, skipped)
     jobs = {"train": {"run": ran, "skipped": skipped}}
     if stop_after == "train":
@@ -485,12 +484,11 @@ def run_synthetic(
                     )
                 )
         say(f"[mis] {len(mis_specs)} discriminators")
-    t0 = time.perf_counter()
-    ran, skipped = run_stage(mis_job, mis_specs, executor, "mis", progress)
-    timing["mis_s"] = time.perf_counter() - t0
+    ran, skipped, timing["mis_s"] = run_stage(
+        mis_job, mis_specs, executor, "mis", progress, say if mis_specs else None
+    )
     jobs["mis"] = {"run": ran, "skipped": skipped}
     if mis_specs:
-        say(f"[mis] done in {timing['mis_s']:.1f} s ({ran} run, {skipped} already done)")
         _append_timing(out, invocation, "mis", timing["mis_s"], ran, skipped)
     if stop_after == "mis":
         return {}

@@ -13,15 +13,8 @@ from mis.quant.bn import batchnorm_layers, bn_tune
 from tests import naive
 from tests.test_quant_obc import digits_run
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """The solvers run thousands of small ops: on the shared 2-core machine intra-op
-    threads only add synchronisation waits, so the tests use one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# the solvers run thousands of small ops: one torch thread (conftest.one_torch_thread)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def bn_net(dropout=0.0):

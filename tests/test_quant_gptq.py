@@ -17,15 +17,8 @@ from mis.quant.obc import layer_grid, obc_quantize, on_grid, prepare_hessian
 from tests import naive
 from tests.test_quant_obc import calib_for, levels_of, output_error, random_layer, small_net
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """The solvers run thousands of small ops: on the shared 2-core machine intra-op
-    threads only add synchronisation waits, so the tests use one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# the solvers run thousands of small ops: one torch thread (conftest.one_torch_thread)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @given(

@@ -35,14 +35,8 @@ from tests import naive
 BITS = (4, 2, 1.58, 1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """The solvers run thousands of small ops: on the shared 2-core machine intra-op
-    threads only add synchronisation waits, so the tests use one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# the solvers run thousands of small ops: one torch thread (conftest.one_torch_thread)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def random_layer(seed, C, K, N, dead=0):

@@ -1,8 +1,18 @@
-"""Input checks shared by the public wrappers (private)."""
+"""The one torch-free toolkit of argument checks (private).
+
+Array checks for the estimators (scores, labels, probabilities) and scalar / container checks
+for configurations and options (integers, reals, booleans, choices, bit widths, paths,
+lists, tables). Every check raises :class:`~mis.exceptions.MisValueError` whose message names
+the parameter (or configuration key), what was expected and what was received.
+"""
 
 from __future__ import annotations
 
+import math
 import numbers
+import os
+from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 
@@ -93,8 +103,145 @@ def choice(value, name: str, allowed) -> None:
         raise MisValueError(f"{name} must be one of {list(allowed)}; got {value!r}")
 
 
+# ------------------------------------------------------------------------------------------
+# scalar and container checks for configurations and options (the message names the key)
+# ------------------------------------------------------------------------------------------
+def integer(value, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    """Return ``value`` as an int, checking it is an integer (not a bool) within the bounds."""
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if ok and (minimum is None or value >= minimum) and (maximum is None or value <= maximum):
+        return int(value)
+    if minimum is not None and maximum is not None:
+        want = f"an integer in [{minimum}, {maximum}]"
+    elif minimum is not None:
+        want = f"an integer >= {minimum}"
+    elif maximum is not None:
+        want = f"an integer <= {maximum}"
+    else:
+        want = "an integer"
+    raise MisValueError(f"{name} must be {want}; got {value!r}")
+
+
 def positive_int(value, name: str, minimum: int = 1) -> int:
     """Return ``value`` as an int, checking it is an integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise MisValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
-    return int(value)
+    return integer(value, name, minimum)
+
+
+def real(
+    value,
+    name: str,
+    lo: float = -math.inf,
+    hi: float = math.inf,
+    *,
+    open_lo: bool = False,
+    open_hi: bool = False,
+) -> float:
+    """Return ``value`` as a finite float in the interval from ``lo`` to ``hi``.
+
+    ``open_lo`` / ``open_hi`` exclude the end points. Booleans and strings are refused.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise MisValueError(f"{name} must be a number; got {value!r}")
+    v = float(value)
+    inside = (v > lo if open_lo else v >= lo) and (v < hi if open_hi else v <= hi)
+    if math.isfinite(v) and inside:
+        return v
+    if lo == -math.inf and hi == math.inf:
+        want = "a finite number"
+    elif hi == math.inf:
+        want = f"a finite number {'>' if open_lo else '>='} {lo:g}"
+    elif lo == -math.inf:
+        want = f"a finite number {'<' if open_hi else '<='} {hi:g}"
+    else:
+        want = f"a number in {'(' if open_lo else '['}{lo:g}, {hi:g}{')' if open_hi else ']'}"
+    raise MisValueError(f"{name} must be {want}; got {value!r}")
+
+
+def probability(value, name: str, *, open_lo: bool = True, open_hi: bool = True) -> float:
+    """A probability: a number in (0, 1) by default (``open_lo/open_hi=False`` admit 0 / 1)."""
+    return real(value, name, 0.0, 1.0, open_lo=open_lo, open_hi=open_hi)
+
+
+def boolean(value, name: str) -> bool:
+    """Return ``value``, checking it is ``True`` or ``False`` (not 0/1, not a string)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise MisValueError(f"{name} must be true or false; got {value!r}")
+    return bool(value)
+
+
+def string(value, name: str, choices=None) -> str:
+    """Return ``value``, checking it is a string (one of ``choices`` when given)."""
+    if not isinstance(value, str) or (choices is not None and value not in choices):
+        want = f"one of {list(choices)}" if choices is not None else "a string"
+        raise MisValueError(f"{name} must be {want}; got {value!r}")
+    return value
+
+
+#: The ternary bit width: three levels, log2(3) ≈ 1.585 bits per weight, written 1.58.
+TERNARY_BITS = 1.58
+
+
+def bit_width(value, name: str) -> float | int:
+    """Return a bit width as ``1.58`` (three levels) or an int in [1, 16].
+
+    1.58 and log2(3) both mean the ternary grid; any other non-integer is refused.
+    """
+    if not isinstance(value, bool) and isinstance(value, numbers.Real):
+        b = float(value)
+        if math.isclose(b, TERNARY_BITS, abs_tol=1e-9) or math.isclose(
+            b, math.log2(3), abs_tol=1e-9
+        ):
+            return TERNARY_BITS
+        if b.is_integer() and 1 <= b <= 16:
+            return int(b)
+    raise MisValueError(f"{name} must be 1.58 or an integer in [1, 16]; got {value!r}")
+
+
+def sequence(value, name: str, item=None, *, min_len: int = 1, unique: bool = True) -> tuple:
+    """Return a list or tuple as a tuple, each element checked by ``item(v, f"{name}[i]")``.
+
+    Strings are refused (they are sequences of characters, never what is meant); so are
+    fewer than ``min_len`` elements and, with ``unique``, repeated ones.
+    """
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise MisValueError(f"{name} must be a list; got {value!r}")
+    if len(value) < min_len:
+        raise MisValueError(f"{name} must hold at least {min_len} item(s); got {list(value)!r}")
+    out = tuple(item(v, f"{name}[{i}]") if item else v for i, v in enumerate(value))
+    if unique and len(set(out)) != len(out):
+        raise MisValueError(f"{name} must not repeat items; got {list(value)!r}")
+    return out
+
+
+def table(value, name: str) -> dict:
+    """Return a mapping (a TOML table) as a plain dict of plain values (lists, not tuples)."""
+    if not isinstance(value, Mapping):
+        raise MisValueError(f"{name} must be a table; got {value!r}")
+    return {str(k): plain(v) for k, v in value.items()}
+
+
+def plain(x):
+    """Mappings → dicts and tuples → lists, recursively (JSON / TOML-compatible data)."""
+    if isinstance(x, Mapping):
+        return {str(k): plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [plain(v) for v in x]
+    return x
+
+
+def path(value, name: str, *, must_exist: bool = False, kind: str | None = None) -> Path:
+    """Return ``value`` (a string or path-like) as a :class:`~pathlib.Path`.
+
+    ``must_exist`` checks that it exists; ``kind`` ("file" or "dir") checks what it is.
+    The empty string is refused: it silently means the current directory.
+    """
+    if not isinstance(value, (str, os.PathLike)) or str(value) == "":
+        raise MisValueError(f"{name} must be a non-empty path; got {value!r}")
+    p = Path(value).expanduser()
+    if (must_exist or kind) and not p.exists():
+        raise MisValueError(f"{name}: {p} does not exist")
+    if kind == "file" and not p.is_file():
+        raise MisValueError(f"{name} must be a file; {p} is a directory")
+    if kind == "dir" and not p.is_dir():
+        raise MisValueError(f"{name} must be a directory; {p} is a file")
+    return p

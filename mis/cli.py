@@ -1,23 +1,55 @@
-"""Command-line interface: ``mis <command>``.
+"""Command-line interface: ``mis <command>`` — the only place that parses arguments.
 
 * ``mis demo``  — the main job on its embedded default: a reduced synthetic study of
   Aubinais et al. (2025) (one mixture setting, 100 runs, the 8 quantizers, r_Q, rankings,
   stability, the MIS baseline, accuracies) in a few minutes on a laptop CPU; writes a report.
 * ``mis synth`` — the full synthetic study (3 × 3 mixture settings, 300 runs each) from a
   TOML configuration (``experiments/synthetic.toml``; built-in defaults otherwise).
+* ``mis audit`` — the PTQ privacy audit of Zhang et al. (2025) from a TOML configuration
+  (the embedded digits audit by default).
 * ``mis molecular`` — the molecular study of Aubinais et al. (2025), §5.2, on FreeSolv and
   solubility (bundled with ``mis[chem]``) or a user's CSV / TDC files.
 * ``mis roc``   — ROC metrics with bootstrap CIs for stored ``.npy`` scores and labels.
+
+The studies and executors are plain functions (:func:`mis.studies.synthetic.run_synthetic`,
+:func:`mis.train.executors.make_executor`, ...); this module turns arguments into their
+parameters, sets up the ``mis`` logger (stage lines on stderr; ``-v`` / ``-q``) and prints
+each study's summary. :func:`paper_check_main` is the shared command line of the scripts in
+``paper_checks/``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import logging
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from mis import __version__, metrics
+from mis.exceptions import MisValueError
+from mis.report import tables
+from mis.studies import audit, molecular, synthetic
+from mis.train.executors import EXECUTORS, make_executor
+
+__all__ = ["build_parser", "main", "paper_check_main"]
+
+log = logging.getLogger("mis")
+
+
+# ------------------------------------------------------------------------------------------
+# shared options
+# ------------------------------------------------------------------------------------------
+def _add_verbosity(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "-q", "--quiet", action="store_true", help="no stage log and no progress bars on stderr"
+    )
+    g.add_argument("-v", "--verbose", action="store_true", help="debug messages on stderr")
 
 
 def _add_bootstrap_options(p: argparse.ArgumentParser) -> None:
@@ -39,117 +71,174 @@ def _add_bootstrap_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
-def _executors():
-    """``mis.train.executors`` (``--executor serial|process|dask``) when it is installed."""
-    try:
-        from mis.train import executors
-    except ImportError:
-        return None
-    needed = ("add_executor_arguments", "executor_from_args")
-    return executors if all(hasattr(executors, n) for n in needed) else None
-
-
-def _study_options(p: argparse.ArgumentParser) -> None:
-    ex = _executors()
-    if ex is not None:
-        ex.add_executor_arguments(p)  # --executor, --scheduler, --workers, ...
-        # no --executor: the config's study.workers processes (serial when 1)
-        p.set_defaults(executor=None)
-        for action in p._actions:
-            if action.dest == "executor":
-                action.help = (
-                    "where the jobs run: this process, a process pool, or a Dask cluster "
-                    "(default: a pool of the config's study.workers processes; serial when 1)"
-                )
-            elif action.dest == "workers":
-                action.help = "number of workers (default: the config's study.workers)"
-    else:
-        p.add_argument(
-            "--workers",
-            type=int,
-            default=None,
-            metavar="N",
-            help="worker processes (default: the config's study.workers; 1 = this process)",
+def _add_executor_options(p: argparse.ArgumentParser, *, workers_from_config: bool) -> None:
+    """``--executor``, ``--scheduler``, ``--workers``, ``--threads-per-worker``, ``--gpu``,
+    ``--retries``, ``--torch-threads``: where a study's jobs run (:func:`_executor`)."""
+    g = p.add_argument_group("execution")
+    if workers_from_config:
+        executor_help = (
+            "where the jobs run: this process, a process pool, or a Dask cluster "
+            "(default: a pool of the config's study.workers processes; serial when 1)"
         )
-    p.add_argument(
-        "--quiet", action="store_true", help="no stage log and no progress bars on stderr"
+        workers_help = "number of workers (default: the config's study.workers)"
+    else:
+        executor_help = (
+            "where the jobs run: this process, a process pool, or a Dask cluster "
+            "(default serial)"
+        )
+        workers_help = "process pool / local Dask cluster size (default: number of CPUs)"
+    g.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default=None if workers_from_config else "serial",
+        help=executor_help,
+    )
+    g.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="Dask scheduler address (tcp://host:8786) or scheduler file (.json); "
+        "default with --executor dask: a local cluster",
+    )
+    g.add_argument("--workers", type=int, default=None, metavar="N", help=workers_help)
+    g.add_argument(
+        "--threads-per-worker",
+        type=int,
+        default=None,
+        metavar="N",
+        help="threads per worker (default: CPUs / workers for process, 1 for dask)",
+    )
+    g.add_argument(
+        "--gpu",
+        action="store_true",
+        help="dask: each job asks for one unit of the worker resource GPU "
+        "(workers started with --resources GPU=1)",
+    )
+    g.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        metavar="N",
+        help="dask: re-runs of a job that raised (default 2)",
+    )
+    g.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="dask: torch threads per job on the workers (default: 1 under a Dask nanny)",
     )
 
 
-def _run_study(cfg, args) -> int:
-    import dataclasses
+def _executor(args):
+    """The executor the execution options ask for, or None (the study's own default)."""
+    if args.executor is None:
+        return None
+    extra = {} if args.torch_threads is None else {"torch_threads": args.torch_threads}
+    return make_executor(
+        args.executor,
+        scheduler=args.scheduler,
+        n_workers=args.workers,
+        threads_per_worker=args.threads_per_worker,
+        gpu=args.gpu and args.executor == "dask",
+        retries=args.retries,
+        **extra,
+    )
 
-    from mis.exceptions import MisValueError
-    from mis.studies.synthetic import run_synthetic
 
+def _check_workers(args) -> None:
+    if args.workers is not None and args.workers < 1:
+        raise MisValueError(f"--workers must be >= 1; got {args.workers}")
+
+
+def _progress(args):
+    return False if args.quiet else None
+
+
+def _finish(summary: str, out, t0: float) -> None:
+    print(summary.rstrip())
+    print(f"\nreport: {Path(out) / 'report.md'} ({time.perf_counter() - t0:.0f} s)")
+
+
+# ------------------------------------------------------------------------------------------
+# commands
+# ------------------------------------------------------------------------------------------
+def _run_synthetic(cfg: synthetic.Config, args) -> int:
+    _check_workers(args)
     if args.workers is not None:
-        if args.workers < 1:
-            raise MisValueError(f"--workers must be >= 1; got {args.workers}")
         cfg = dataclasses.replace(cfg, study=dataclasses.replace(cfg.study, workers=args.workers))
-    executor = None
-    if getattr(args, "executor", None) is not None:
-        executor = _executors().executor_from_args(args)
     t0 = time.perf_counter()
-    results = run_synthetic(
-        cfg,
-        args.out,
-        executor=executor,
-        progress=False if args.quiet else None,
-        log=None if args.quiet else (lambda line: print(line, file=sys.stderr)),
+    results = synthetic.run_synthetic(
+        cfg, args.out, executor=_executor(args), progress=_progress(args)
     )
-    out = Path(args.out)
-    print((out / "report.md").read_text().split("## Privacy ranking")[0].rstrip())
-    print(f"\nreport: {out / 'report.md'} ({time.perf_counter() - t0:.0f} s)")
+    _finish(synthetic.summary_markdown(results), args.out, t0)
     return 0 if results else 1
 
 
 def cmd_demo(args) -> int:
-    from mis.studies.config import demo_config
-
-    return _run_study(demo_config(), args)
+    """``mis demo``: the reduced synthetic study."""
+    return _run_synthetic(synthetic.demo_config(), args)
 
 
 def cmd_synth(args) -> int:
-    from mis.studies.config import full_config, load_config
+    """``mis synth``: the synthetic study from a TOML file (default: the paper's)."""
+    cfg = synthetic.load_config(args.config) if args.config else synthetic.default_config()
+    return _run_synthetic(cfg, args)
 
-    cfg = load_config(args.config) if args.config else full_config()
-    return _run_study(cfg, args)
+
+def audit_config_from_args(args) -> audit.Config:
+    """The audit configuration: the TOML file (or the embedded default) with the command
+    line's overrides (``--data-root``, ``--methods``, ``--device``)."""
+    cfg = audit.load_config(args.config) if args.config else audit.default_config()
+    over: dict[str, dict] = {}
+    if args.data_root is not None:
+        over.setdefault("data", {})["root"] = args.data_root
+    if args.methods is not None:
+        over.setdefault("quant", {})["methods"] = list(args.methods)
+    if args.device is not None:
+        over.setdefault("study", {})["device"] = args.device
+    return cfg.replace(**over) if over else cfg
+
+
+def cmd_audit(args) -> int:
+    """``mis audit``: run or resume an audit and print its main tables."""
+    t0 = time.perf_counter()
+    cfg = audit_config_from_args(args)
+    results = audit.run_audit(
+        cfg,
+        args.out,
+        executor=_executor(args),
+        progress=_progress(args),
+        stop_after=args.stop_after,
+    )
+    if results:
+        print(audit.summary_markdown(results))
+    print(f"mis audit: {time.perf_counter() - t0:.1f} s wall → {args.out}")
+    return 0
 
 
 def cmd_molecular(args) -> int:
-    from mis.exceptions import MisValueError
-    from mis.studies.molecular import run_molecular
-    from mis.studies.molecular_config import default_molecular_config, load_molecular_config
-
-    cfg = load_molecular_config(args.config) if args.config else default_molecular_config()
-    if args.workers is not None and args.workers < 1:
-        raise MisValueError(f"--workers must be >= 1; got {args.workers}")
-    executor = None
-    if getattr(args, "executor", None) is not None:
-        executor = _executors().executor_from_args(args)
+    """``mis molecular``: the molecular study from a TOML file (default: the paper's)."""
+    cfg = molecular.load_config(args.config) if args.config else molecular.default_config()
+    _check_workers(args)
     t0 = time.perf_counter()
     try:
-        run_molecular(
+        results = molecular.run_molecular(
             cfg,
             args.out,
-            executor=executor,
+            executor=_executor(args),
             workers=args.workers or 1,
-            progress=False if args.quiet else None,
-            log=None if args.quiet else (lambda line: print(line, file=sys.stderr)),
+            progress=_progress(args),
         )
     except ImportError as exc:
         print(f"mis molecular: error: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    print((out / "report.md").read_text().split("## Timing")[0].rstrip())
-    print(f"\nreport: {out / 'report.md'} ({time.perf_counter() - t0:.0f} s)")
+    _finish(molecular.summary_markdown(results), args.out, t0)
     return 0
 
 
 def cmd_roc(args) -> int:
-    from mis import metrics
-    from mis.report import tables
-
+    """``mis roc``: ROC metrics with bootstrap CIs of stored scores."""
     scores = np.load(args.scores, allow_pickle=False)
     labels = np.load(args.labels, allow_pickle=False)
     res = metrics.bootstrap_roc(
@@ -169,26 +258,28 @@ def cmd_roc(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------
+# parser
+# ------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mis", description="Membership-inference measurement for (quantized) neural networks."
     )
-    from mis import __version__
-
     parser.add_argument("--version", action="version", version=f"mis {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser(
         "demo",
         help="reduced synthetic study of Aubinais et al. (r_Q, MIS baseline), writes a report",
-        description="The main job on its built-in defaults (mis.studies.config.demo_config): "
+        description="The main job on its built-in defaults (mis.studies.synthetic.demo_config): "
         "one Gaussian-mixture setting (k_modes=8, sigma=2), 100 runs of the paper's single-layer "
         "model trained for 3,000 epochs, 8 quantizers: r_Q, ranking with CIs, stability, the MIS "
         "baseline and Spearman/Kendall agreement, accuracies. A few minutes on a 2-core CPU. "
         "Re-running with the same --out resumes.",
     )
     demo.add_argument("--out", default="mis-demo", help="output directory (default ./mis-demo)")
-    _study_options(demo)
+    _add_executor_options(demo, workers_from_config=True)
+    _add_verbosity(demo)
     demo.set_defaults(func=cmd_demo)
 
     synth = sub.add_parser(
@@ -205,12 +296,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="TOML configuration (e.g. experiments/synthetic.toml); default: built-in full study",
     )
     synth.add_argument("--out", required=True, help="output directory")
-    _study_options(synth)
+    _add_executor_options(synth, workers_from_config=True)
+    _add_verbosity(synth)
     synth.set_defaults(func=cmd_synth)
 
-    from mis.studies.audit import add_audit_command
-
-    add_audit_command(sub)  # mis audit: the PTQ privacy audit of Zhang et al. (2025)
+    aud = sub.add_parser(
+        "audit",
+        help="PTQ privacy audit (Zhang et al. 2025): train, quantize, attack, report",
+        description=(
+            "Train shadow and target models with keep masks, quantize every target with every "
+            "configured method and bit width (calibration from its own members), attack with "
+            "LiRA online/offline, RMIA and the loss threshold, and report accuracy, TPR at low "
+            "FPR, AUC and log-AUC with bootstrap CIs and Holm-corrected paired tests. "
+            "Re-running with the same --config and --out resumes."
+        ),
+    )
+    aud.add_argument(
+        "--config",
+        default=None,
+        help="TOML file (default: the embedded digits config, as experiments/digits.toml)",
+    )
+    aud.add_argument("--out", default="mis-audit", help="output directory (default ./mis-audit)")
+    aud.add_argument("--data-root", default=None, help="override data.root (data directory)")
+    aud.add_argument("--methods", nargs="+", default=None, help="override quant.methods")
+    aud.add_argument("--device", default=None, help="override study.device (cpu, cuda, auto)")
+    aud.add_argument(
+        "--stop-after",
+        choices=audit.pipeline.STAGES,
+        default=None,
+        help="stop after this stage (resume later)",
+    )
+    _add_executor_options(aud, workers_from_config=False)
+    _add_verbosity(aud)
+    aud.set_defaults(func=cmd_audit)
 
     mol = sub.add_parser(
         "molecular",
@@ -228,7 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
         "on FreeSolv and solubility",
     )
     mol.add_argument("--out", required=True, help="output directory")
-    _study_options(mol)
+    _add_executor_options(mol, workers_from_config=True)
+    _add_verbosity(mol)
     mol.set_defaults(func=cmd_molecular)
 
     roc = sub.add_parser("roc", help="ROC metrics with bootstrap CIs for .npy scores and labels")
@@ -242,20 +361,57 @@ def build_parser() -> argparse.ArgumentParser:
     )
     roc.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_bootstrap_options(roc)
+    _add_verbosity(roc)
     roc.set_defaults(func=cmd_roc)
     return parser
+
+
+def configure_logging(quiet: bool = False, verbose: bool = False) -> None:
+    """Stage lines of the ``mis`` logger on stderr, message only: INFO by default,
+    WARNING with ``quiet``, DEBUG with ``verbose``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.handlers[:] = [handler]
+    log.propagate = False
+    log.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from mis.exceptions import MisValueError
-
+    configure_logging(args.quiet, args.verbose)
     try:
         return args.func(args)
     except (MisValueError, FileNotFoundError) as exc:
         print(f"mis {args.command}: error: {exc}", file=sys.stderr)
         return 2
+
+
+# ------------------------------------------------------------------------------------------
+# paper checks
+# ------------------------------------------------------------------------------------------
+def paper_check_main(argv, *, name: str, description: str, run_help: str, check, reference) -> int:
+    """Command line of a paper-check script: ``RUN_DIR [--reference FILE] [--json]``.
+
+    Reads ``RUN_DIR/results.json`` and the reference JSON, prints ``check(results,
+    reference)`` as :func:`~mis.report.tables.claims_markdown` (or JSON). Exit status 0 when
+    every checked claim passes, 1 otherwise, 2 for unreadable input.
+    """
+    parser = argparse.ArgumentParser(prog=name, description=description)
+    parser.add_argument("run_dir", help=run_help)
+    parser.add_argument("--reference", default=str(reference), help="paper numbers (JSON)")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    args = parser.parse_args(argv)
+    try:
+        results = json.loads((Path(args.run_dir) / "results.json").read_text())
+        ref = json.loads(Path(args.reference).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"{name}: cannot read input: {exc}", file=sys.stderr)
+        return 2
+    rows = check(results, ref)
+    print(json.dumps(rows, indent=2) if args.json else tables.claims_markdown(rows))
+    checked = [r["pass"] for r in rows if r["pass"] is not None and not r["claim"].startswith(" ")]
+    return 0 if all(checked) else 1
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import math
 import sys
 from pathlib import Path
 
-from mis.report.tables import paper_check_main
+from mis.cli import paper_check_main
 
 REFERENCE = Path(__file__).with_name("aubinais2025_molecular_reference.json")
 

@@ -1,31 +1,38 @@
-"""Plots a person would rather look at than read (matplotlib, Agg backend)."""
+"""Plots a person would rather look at than read (matplotlib's object-oriented API, rendered
+with the Agg canvas: no screen and no global pyplot state)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
 
+import matplotlib
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from mis.store import atomic_write
+
+__all__ = ["colormap", "roc_loglog", "save_figure", "subplots"]
 
 
-def pyplot():
-    """``matplotlib.pyplot`` on the non-interactive Agg backend (no screen needed)."""
-    import matplotlib
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize=None, dpi=None, **kwargs):
+    """``(figure, axes)`` as :func:`matplotlib.pyplot.subplots` returns them, without pyplot."""
+    fig = Figure(figsize=figsize, dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    return plt
+def colormap(name: str):
+    """A registered matplotlib colormap by name."""
+    return matplotlib.colormaps[name]
 
 
 def save_figure(fig, path) -> Path:
-    """Lay out ``fig``, write it as PNG atomically, close it."""
-    from mis.store import atomic_write
-
+    """Lay out ``fig`` and write it as PNG atomically."""
     fig.tight_layout()
     path = Path(path)
     atomic_write(path, lambda f: fig.savefig(f, format="png"))
-    pyplot().close(fig)
     return path
 
 
@@ -47,8 +54,7 @@ def roc_loglog(
     fpr_min : float
         Left end of the FPR axis.
     """
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(4.8, 4.2), dpi=120)
+    fig, ax = subplots(figsize=(4.8, 4.2), dpi=120)
     grid = np.logspace(np.log10(fpr_min), 0, 100)
     ax.plot(grid, grid, ls=":", color="grey", lw=1, label="chance")
     for label, (fpr, tpr) in curves.items():

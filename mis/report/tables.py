@@ -7,8 +7,10 @@ import io
 import json
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from mis.metrics import RocBootstrap, RocComparison
+from mis.store import atomic_write_text
 
 
 def _fmt(x: float, digits: int = 4) -> str:
@@ -85,34 +87,6 @@ def claims_markdown(rows: Sequence[Mapping[str, object]]) -> str:
     return "\n".join(markdown_table(["claim", "paper", "ours", "pass"], body)).rstrip()
 
 
-def paper_check_main(argv, *, name: str, description: str, run_help: str, check, reference) -> int:
-    """Command line of a paper-check script: ``RUN_DIR [--reference FILE] [--json]``.
-
-    Reads ``RUN_DIR/results.json`` and the reference JSON, prints ``check(results,
-    reference)`` as :func:`claims_markdown` (or JSON). Exit status 0 when every checked claim
-    passes, 1 otherwise, 2 for unreadable input.
-    """
-    import argparse
-    import sys
-    from pathlib import Path
-
-    parser = argparse.ArgumentParser(prog=name, description=description)
-    parser.add_argument("run_dir", help=run_help)
-    parser.add_argument("--reference", default=str(reference), help="paper numbers (JSON)")
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
-    args = parser.parse_args(argv)
-    try:
-        results = json.loads((Path(args.run_dir) / "results.json").read_text())
-        ref = json.loads(Path(args.reference).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        print(f"{name}: cannot read input: {exc}", file=sys.stderr)
-        return 2
-    rows = check(results, ref)
-    print(json.dumps(rows, indent=2) if args.json else claims_markdown(rows))
-    checked = [r["pass"] for r in rows if r["pass"] is not None and not r["claim"].startswith(" ")]
-    return 0 if all(checked) else 1
-
-
 def write_report_files(
     out, results, markdown: str, tables: Mapping[str, list], figures
 ) -> list[str]:
@@ -121,10 +95,6 @@ def write_report_files(
 
     Returns the names of the files written: report, results, figures, tables.
     """
-    from pathlib import Path
-
-    from mis.store import atomic_write_text
-
     out = Path(out)
     files = list(figures)
     for name, rows in tables.items():

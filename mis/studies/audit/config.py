@@ -1,10 +1,12 @@
 """Configuration of the PTQ privacy audit (Zhang et al. 2025), from TOML or in code.
 
 Every key has a default; :func:`default_config` is the embedded default (the digits CNN,
-``experiments/digits.toml``), :func:`paper_config` the paper's settings for one data set and
-model. A TOML file overrides the defaults of :class:`AuditConfig` section by section; an
-unknown section or key, or a value of the wrong type or range, raises
-:class:`~mis.exceptions.MisValueError` naming the key (``train.epochs``, ...).
+``experiments/digits.toml``). A TOML file overrides the defaults of :class:`Config` (the
+paper's settings) section by section; an unknown section or key, or a value of the wrong type
+or range, raises :class:`~mis.exceptions.MisValueError` naming the key (``train.epochs``,
+...). Everything is checked here, once, when the configuration is built: the quantization of
+every variant becomes a validated :class:`~mis.quant.QuantConfig` (method looked up in the
+:mod:`mis.quant` registry, bit widths, grid and method options), which the jobs use as is.
 
 Sections and keys (defaults in parentheses)
 -------------------------------------------
@@ -33,9 +35,9 @@ Sections and keys (defaults in parentheses)
     ``in_channels`` (and ``size`` for ``digits_cnn``) are filled in from the data.
 ``[train]``
     ``trainer`` ("auto": the vmap ensemble trainer for BatchNorm-free models, else the plain
-    trainer) and every :class:`~mis.train.TrainConfig` field, default
-    :meth:`TrainConfig.zhang2025` (SGD 0.9, wd 5e-4, lr 0.1 cosine, 100 epochs, batch 128,
-    flip + crop); ``batch_size = 0`` means full batch.
+    trainer) and the :class:`~mis.train.TrainConfig` fields (all but the Adam constants
+    ``betas`` and ``eps``), default :meth:`TrainConfig.zhang2025` (SGD 0.9, wd 5e-4, lr 0.1
+    cosine, 100 epochs, batch 128, flip + crop); ``batch_size = 0`` means full batch.
 ``[quant]``
     ``methods`` (["rtn", "adaround", "brecq", "obc", "gptq"]) — names in the
     :mod:`mis.quant` registry; ``bits`` ([4, 2, 1.58, 1]); ``decoupled_last_layer_bits``
@@ -62,17 +64,32 @@ Sections and keys (defaults in parentheses)
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from typing import Any
 
+from mis._validation import (
+    TERNARY_BITS,
+    bit_width,
+    boolean,
+    integer,
+    plain,
+    probability,
+    real,
+    sequence,
+    string,
+    table,
+)
 from mis.exceptions import MisValueError
-from mis.studies.config import _bool, _int, _list, _str, load_toml, override_sections
+from mis.quant import QuantConfig, get_method, method_label
+from mis.studies._common import load_toml, override_sections, sections_dict
+from mis.train.config import TrainConfig
+from mis.train.models import available_models
 
 __all__ = [
     "ATTACKS",
+    "ATTACK_LABELS",
     "AttackSection",
-    "AuditConfig",
+    "Config",
     "DataSection",
     "MetricsSection",
     "ModelSection",
@@ -80,69 +97,42 @@ __all__ = [
     "StudySection",
     "TrainSection",
     "Variant",
+    "bits_label",
     "default_config",
-    "load_audit_config",
+    "load_config",
 ]
 
 ATTACKS = ("lira_online", "lira_offline", "rmia", "loss")
+#: Display names of the attacks.
+ATTACK_LABELS = {
+    "lira_online": "LiRA online",
+    "lira_offline": "LiRA offline",
+    "rmia": "RMIA",
+    "loss": "loss threshold",
+}
 DATASETS = ("digits", "cifar10", "cifar100", "tinyimagenet", "npz", "synthetic")
 PAPER_METHODS = ("rtn", "adaround", "brecq", "obc", "gptq")
 FP = "fp"
-#: Display names of the PTQ methods.
-METHOD_LABELS = {
-    "rtn": "RTN",
-    "adaround": "AdaRound",
-    "brecq": "BRECQ",
-    "obc": "OBC",
-    "gptq": "GPTQ",
-}
-
-
-# ------------------------------------------------------------------------------------------
-# checks (the message names the key)
-# ------------------------------------------------------------------------------------------
-
-
-def _float(value, key: str, lo=-math.inf, hi=math.inf, open_lo=False, open_hi=False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise MisValueError(f"{key} must be a number; got {value!r}")
-    v = float(value)
-    bad = not math.isfinite(v) or v < lo or v > hi or (open_lo and v == lo) or (open_hi and v == hi)
-    if bad:
-        a = "(" if open_lo else "["
-        b = ")" if open_hi else "]"
-        raise MisValueError(f"{key} must be a finite number in {a}{lo}, {hi}{b}; got {value!r}")
-    return v
-
-
-def _table(value, key: str) -> dict:
-    if not isinstance(value, Mapping):
-        raise MisValueError(f"{key} must be a table; got {value!r}")
-    return {str(k): _plain(v) for k, v in value.items()}
-
-
-def _plain(x):
-    if isinstance(x, Mapping):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    return x
-
-
-def _bits(value, key: str):
-    """1, 1.58 or an integer 2..16 (as the quantization API accepts)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise MisValueError(f"{key} must be 1, 1.58 or an integer 2..16; got {value!r}")
-    if abs(float(value) - 1.58) < 1e-9:
-        return 1.58
-    if float(value).is_integer() and 1 <= value <= 16:
-        return int(value)
-    raise MisValueError(f"{key} must be 1, 1.58 or an integer 2..16; got {value!r}")
+#: Keys of ``[quant.grid]``: the grid options of :class:`~mis.quant.QuantConfig`.
+GRID_KEYS = (
+    "per_channel",
+    "symmetric",
+    "range_method",
+    "include_zero",
+    "norm",
+    "n_candidates",
+    "shrink_step",
+    "first_layer_bits",
+)
 
 
 def bits_label(bits) -> str:
     """``4`` → "4", ``1.58`` → "1.58"."""
-    return "1.58" if bits == 1.58 else str(int(bits))
+    return "1.58" if bits == TERNARY_BITS else str(int(bits))
+
+
+def _open_unit(value, key):
+    return probability(value, key)
 
 
 # ------------------------------------------------------------------------------------------
@@ -161,15 +151,15 @@ class StudySection:
     save_logits: bool = True
 
     def __post_init__(self):
-        _str(self.name, "study.name")
-        _int(self.seed, "study.seed", 0)
-        _int(self.shadows, "study.shadows", 2)
-        _int(self.targets, "study.targets", 1)
-        _float(self.pkeep, "study.pkeep", 0, 1, open_lo=True, open_hi=True)
-        _str(self.device, "study.device")
-        _int(self.torch_threads, "study.torch_threads", 0)
-        _int(self.chunk_size, "study.chunk_size", 1)
-        _bool(self.save_logits, "study.save_logits")
+        string(self.name, "study.name")
+        integer(self.seed, "study.seed", 0)
+        integer(self.shadows, "study.shadows", 2)
+        integer(self.targets, "study.targets", 1)
+        probability(self.pkeep, "study.pkeep")
+        string(self.device, "study.device")
+        integer(self.torch_threads, "study.torch_threads", 0)
+        integer(self.chunk_size, "study.chunk_size", 1)
+        boolean(self.save_logits, "study.save_logits")
         m = self.shadows + self.targets
         n_in = self.pkeep * m
         if abs(n_in - round(n_in)) > 1e-9:
@@ -208,27 +198,28 @@ class DataSection:
     synthetic_noise: float = 1.0
 
     def __post_init__(self):
-        _str(self.name, "data.name", DATASETS)
-        _str(self.root, "data.root")
-        _str(self.path, "data.path")
-        _int(self.n_examples, "data.n_examples", 0)
-        _int(self.n_test, "data.n_test", 0)
-        _int(self.test_size, "data.test_size", 0)
-        _int(self.synthetic_n, "data.synthetic_n", 4)
-        _int(self.synthetic_n_test, "data.synthetic_n_test", 1)
-        shape = self.synthetic_shape
-        if (
-            isinstance(shape, (str, bytes))
-            or not isinstance(shape, (list, tuple))
-            or len(shape) != 3
-        ):
+        string(self.name, "data.name", DATASETS)
+        string(self.root, "data.root")
+        string(self.path, "data.path")
+        integer(self.n_examples, "data.n_examples", 0)
+        integer(self.n_test, "data.n_test", 0)
+        integer(self.test_size, "data.test_size", 0)
+        integer(self.synthetic_n, "data.synthetic_n", 4)
+        integer(self.synthetic_n_test, "data.synthetic_n_test", 1)
+        shape = sequence(
+            self.synthetic_shape,
+            "data.synthetic_shape",
+            lambda v, k: integer(v, k, 1),
+            min_len=3,
+            unique=False,
+        )
+        if len(shape) != 3:
             raise MisValueError(
-                f"data.synthetic_shape must be [channels, height, width]; got {shape!r}"
+                f"data.synthetic_shape must be [channels, height, width]; got {list(shape)!r}"
             )
-        shape = tuple(_int(v, f"data.synthetic_shape[{i}]", 1) for i, v in enumerate(shape))
         object.__setattr__(self, "synthetic_shape", shape)
-        _int(self.synthetic_classes, "data.synthetic_classes", 2)
-        _float(self.synthetic_noise, "data.synthetic_noise", 0, open_lo=True)
+        integer(self.synthetic_classes, "data.synthetic_classes", 2)
+        real(self.synthetic_noise, "data.synthetic_noise", 0, open_lo=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,92 +228,82 @@ class ModelSection:
     options: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
-        from mis.train.models import _REGISTRY
-
-        _str(self.name, "model.name", sorted(_REGISTRY))
-        object.__setattr__(self, "options", _table(self.options, "model.options"))
+        string(self.name, "model.name", available_models())
+        object.__setattr__(self, "options", table(self.options, "model.options"))
 
 
-_TRAIN_FIELDS = (
-    "epochs",
-    "lr",
-    "optimizer",
-    "momentum",
-    "nesterov",
-    "weight_decay",
-    "schedule",
-    "batch_size",
-    "drop_last",
-    "augment",
-    "padding",
-    "amp",
-    "channels_last",
-    "deterministic",
+#: The fields of :class:`~mis.train.TrainConfig` that ``[train]`` exposes (all but the
+#: Adam constants), with the defaults of :meth:`TrainConfig.zhang2025`.
+_TRAIN_DEFAULTS = {
+    f.name: getattr(TrainConfig.zhang2025(), f.name)
+    for f in dataclasses.fields(TrainConfig)
+    if f.name not in ("betas", "eps")
+}
+
+
+def _check_train(section) -> None:
+    string(section.trainer, "train.trainer", ("auto", "ensemble", "plain"))
+    integer(section.batch_size, "train.batch_size", 0)
+    try:
+        section.train_config()
+    except MisValueError as exc:
+        raise MisValueError(f"[train]: {exc}") from None
+
+
+def _train_config(section) -> TrainConfig:
+    """The :class:`~mis.train.TrainConfig` of the ``[train]`` table (``batch_size = 0``: full
+    batch)."""
+    kw = {name: getattr(section, name) for name in _TRAIN_DEFAULTS}
+    kw["batch_size"] = kw["batch_size"] or None
+    return TrainConfig(**kw)
+
+
+#: ``[train]``: ``trainer`` plus the exposed :class:`~mis.train.TrainConfig` fields, derived
+#: from that class so the two never drift apart.
+TrainSection = dataclasses.make_dataclass(
+    "TrainSection",
+    [("trainer", str, dataclasses.field(default="auto"))]
+    + [(name, Any, dataclasses.field(default=value)) for name, value in _TRAIN_DEFAULTS.items()],
+    namespace={
+        "__post_init__": _check_train,
+        "train_config": _train_config,
+        "__doc__": "``trainer`` plus the :class:`~mis.train.TrainConfig` fields (default: "
+        "Zhang et al.).",
+    },
+    frozen=True,
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainSection:
-    """``trainer`` plus the :class:`~mis.train.TrainConfig` fields (default: Zhang et al.)."""
-
-    trainer: str = "auto"
-    epochs: int = 100
-    lr: float = 0.1
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    batch_size: int = 128
-    drop_last: bool = False
-    augment: bool = True
-    padding: int = 4
-    amp: bool = True
-    channels_last: bool = True
-    deterministic: bool = False
-
-    def __post_init__(self):
-        _str(self.trainer, "train.trainer", ("auto", "ensemble", "plain"))
-        _int(self.batch_size, "train.batch_size", 0)
-        try:
-            self.train_config()
-        except MisValueError as exc:
-            raise MisValueError(f"[train]: {exc}") from None
-
-    def train_config(self):
-        from mis.train.trainer import TrainConfig
-
-        kw = {f: getattr(self, f) for f in _TRAIN_FIELDS}
-        kw["batch_size"] = kw["batch_size"] or None  # 0 = full batch
-        return TrainConfig(**kw)
+TrainSection.__module__ = __name__
 
 
 @dataclasses.dataclass(frozen=True)
 class QuantSection:
     methods: tuple = PAPER_METHODS
     bits: tuple = (4, 2, 1.58, 1)
-    decoupled_last_layer_bits: int = 8
+    decoupled_last_layer_bits: Any = 8
     calibration_samples: int = 1024
     grid: dict = dataclasses.field(default_factory=dict)
     options: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
-        methods = _list(self.methods, "quant.methods", lambda v, k: _str(v, k), min_len=0)
+        methods = sequence(self.methods, "quant.methods", string, min_len=0)
+        for i, m in enumerate(methods):
+            try:
+                get_method(m)
+            except MisValueError as exc:
+                raise MisValueError(f"quant.methods[{i}]: {exc}") from None
         object.__setattr__(self, "methods", methods)
-        object.__setattr__(self, "bits", _list(self.bits, "quant.bits", _bits, min_len=0))
+        object.__setattr__(self, "bits", sequence(self.bits, "quant.bits", bit_width, min_len=0))
         d = self.decoupled_last_layer_bits
         if d != 0:
-            d = _bits(d, "quant.decoupled_last_layer_bits")
+            d = bit_width(d, "quant.decoupled_last_layer_bits")
         object.__setattr__(self, "decoupled_last_layer_bits", d)
-        _int(self.calibration_samples, "quant.calibration_samples", 1)
-        grid = _table(self.grid, "quant.grid")
-        allowed = {"per_channel", "symmetric", "range_method", "include_zero", "norm",
-                   "n_candidates", "shrink_step", "first_layer_bits"}  # fmt: skip
-        bad = sorted(set(grid) - allowed)
+        integer(self.calibration_samples, "quant.calibration_samples", 1)
+        grid = table(self.grid, "quant.grid")
+        bad = sorted(set(grid) - set(GRID_KEYS))
         if bad:
-            raise MisValueError(f"unknown key 'quant.grid.{bad[0]}'; valid keys: {sorted(allowed)}")
+            raise MisValueError(f"unknown key 'quant.grid.{bad[0]}'; valid keys: {sorted(GRID_KEYS)}")
         object.__setattr__(self, "grid", grid)
-        options = _table(self.options, "quant.options")
+        options = table(self.options, "quant.options")
         for m, opts in options.items():
             if not isinstance(opts, dict):
                 raise MisValueError(f"quant.options.{m} must be a table; got {opts!r}")
@@ -341,17 +322,16 @@ class AttackSection:
     quantize_shadows: bool = False
 
     def __post_init__(self):
-        object.__setattr__(
-            self, "attacks", _list(self.attacks, "attack.attacks", lambda v, k: _str(v, k, ATTACKS))
-        )
+        attacks = sequence(self.attacks, "attack.attacks", lambda v, k: string(v, k, ATTACKS))
+        object.__setattr__(self, "attacks", attacks)
         if self.n_aug not in (1, 2, 18) or isinstance(self.n_aug, bool):
             raise MisValueError(f"attack.n_aug must be 1, 2 or 18; got {self.n_aug!r}")
-        _bool(self.online_fixed_variance, "attack.online_fixed_variance")
-        _bool(self.offline_fixed_variance, "attack.offline_fixed_variance")
-        _str(self.rmia_mode, "attack.rmia_mode", ("offline", "online"))
-        _float(self.rmia_a, "attack.rmia_a", 0, 1)
-        _float(self.rmia_gamma, "attack.rmia_gamma", 0, open_lo=True)
-        _bool(self.quantize_shadows, "attack.quantize_shadows")
+        boolean(self.online_fixed_variance, "attack.online_fixed_variance")
+        boolean(self.offline_fixed_variance, "attack.offline_fixed_variance")
+        string(self.rmia_mode, "attack.rmia_mode", ("offline", "online"))
+        real(self.rmia_a, "attack.rmia_a", 0, 1)
+        real(self.rmia_gamma, "attack.rmia_gamma", 0, open_lo=True)
+        boolean(self.quantize_shadows, "attack.quantize_shadows")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -366,21 +346,18 @@ class MetricsSection:
     band_points: int = 40
 
     def __post_init__(self):
-        object.__setattr__(
-            self,
-            "fprs",
-            _list(self.fprs, "metrics.fprs", lambda v, k: _float(v, k, 0, 1, True, True)),
-        )
-        _int(self.n_resamples, "metrics.n_resamples", 10)
-        _float(self.confidence_level, "metrics.confidence_level", 0, 1, True, True)
-        _str(self.method, "metrics.method", ("percentile", "bca"))
-        _float(self.fpr_min, "metrics.fpr_min", 0, 1, True, True)
-        _float(self.alpha, "metrics.alpha", 0, 1, True, True)
-        _int(self.band_resamples, "metrics.band_resamples", 10)
-        _int(self.band_points, "metrics.band_points", 2)
+        object.__setattr__(self, "fprs", sequence(self.fprs, "metrics.fprs", _open_unit))
+        integer(self.n_resamples, "metrics.n_resamples", 10)
+        probability(self.confidence_level, "metrics.confidence_level")
+        string(self.method, "metrics.method", ("percentile", "bca"))
+        probability(self.fpr_min, "metrics.fpr_min")
+        probability(self.alpha, "metrics.alpha")
+        integer(self.band_resamples, "metrics.band_resamples", 10)
+        integer(self.band_points, "metrics.band_points", 2)
 
 
-_SECTIONS = {
+#: The tables of a configuration file and the section each one fills.
+SECTIONS = {
     "study": StudySection,
     "data": DataSection,
     "model": ModelSection,
@@ -393,22 +370,36 @@ _SECTIONS = {
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
-    """One model variant of a target: full precision or (method, bits, last-layer bits)."""
+    """One model variant of a target: full precision, or a quantization.
+
+    ``quant`` is the validated :class:`~mis.quant.QuantConfig` of the variant (``None`` for
+    full precision); ``method``, ``bits`` and ``last_layer_bits`` are read from it.
+    """
 
     key: str
-    method: str | None = None
-    bits: float | None = None
-    last_layer_bits: float | None = None
+    quant: QuantConfig | None = None
 
     @property
     def is_fp(self) -> bool:
-        return self.method is None
+        return self.quant is None
+
+    @property
+    def method(self) -> str | None:
+        return None if self.quant is None else self.quant.method
+
+    @property
+    def bits(self):
+        return None if self.quant is None else self.quant.bits
+
+    @property
+    def last_layer_bits(self):
+        return None if self.quant is None else self.quant.last_layer_bits
 
     @property
     def label(self) -> str:
         if self.is_fp:
             return "full precision"
-        s = f"{METHOD_LABELS.get(self.method, self.method)} {bits_label(self.bits)}-bit"
+        s = f"{method_label(self.method)} {bits_label(self.bits)}-bit"
         if self.last_layer_bits is not None:
             s += f" (last {bits_label(self.last_layer_bits)}-bit)"
         return s
@@ -424,7 +415,7 @@ class Variant:
 
 
 @dataclasses.dataclass(frozen=True)
-class AuditConfig:
+class Config:
     """The whole audit; see the module docstring for every key and its default."""
 
     study: StudySection = dataclasses.field(default_factory=StudySection)
@@ -435,30 +426,55 @@ class AuditConfig:
     attack: AttackSection = dataclasses.field(default_factory=AttackSection)
     metrics: MetricsSection = dataclasses.field(default_factory=MetricsSection)
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], base: AuditConfig | None = None) -> AuditConfig:
-        """Override ``base`` (default: :class:`AuditConfig` defaults) with the sections of ``d``."""
-        return override_sections(base or cls(), d, _SECTIONS)
+    def __post_init__(self):
+        object.__setattr__(self, "_variants", tuple(self._build_variants()))
 
-    def replace(self, **sections: Mapping[str, Any]) -> AuditConfig:
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], base: Config | None = None) -> Config:
+        """Override ``base`` (default: :class:`Config` defaults) with the sections of ``d``."""
+        return override_sections(base or cls(), d, SECTIONS)
+
+    def replace(self, **sections: Mapping[str, Any]) -> Config:
         """A copy with some keys changed: ``cfg.replace(study={"targets": 2})``."""
-        return AuditConfig.from_dict(sections, self)
+        return Config.from_dict(sections, self)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain (JSON / TOML-compatible) nested dict."""
-        return {s: _plain(dataclasses.asdict(getattr(self, s))) for s in _SECTIONS}
+        return sections_dict(self, SECTIONS)
 
     # -- derived --------------------------------------------------------------------------
+    def _build_variants(self):
+        """Full precision, then method × bits × (plain, decoupled last layer), each with its
+        :class:`~mis.quant.QuantConfig` (built, and so checked, here only)."""
+        q = self.quant
+        yield Variant(FP)
+        d = q.decoupled_last_layer_bits
+        for m in q.methods:
+            for b in q.bits:
+                for last in (None, d) if d else (None,):
+                    key = f"{m}_{bits_label(b)}b" + (f"_last{bits_label(last)}" if last else "")
+                    try:
+                        qc = QuantConfig(
+                            bits=b,
+                            method=m,
+                            last_layer_bits=last,
+                            method_options=dict(q.options.get(m, {})),
+                            **q.grid,
+                        )
+                    except MisValueError as exc:
+                        raise MisValueError(f"[quant] {key}: {exc}") from None
+                    yield Variant(key, qc)
+
     def variants(self) -> list[Variant]:
         """Full precision first, then method × bits × (plain, decoupled last layer)."""
-        out = [Variant(FP)]
-        d = self.quant.decoupled_last_layer_bits
-        for m in self.quant.methods:
-            for b in self.quant.bits:
-                out.append(Variant(f"{m}_{bits_label(b)}b", m, b, None))
-                if d:
-                    out.append(Variant(f"{m}_{bits_label(b)}b_last{bits_label(d)}", m, b, d))
-        return out
+        return list(self._variants)
+
+    def variant(self, key: str) -> Variant:
+        """The variant named ``key``."""
+        for v in self._variants:
+            if v.key == key:
+                return v
+        raise MisValueError(f"variant must be one of {[v.key for v in self._variants]}; got {key!r}")
 
     def target_models(self) -> list[int]:
         """Model indices of the targets (after the shadows)."""
@@ -466,14 +482,12 @@ class AuditConfig:
         return list(range(s, s + self.study.targets))
 
 
-def load_audit_config(path, base: AuditConfig | None = None) -> AuditConfig:
+def load_config(path, base: Config | None = None) -> Config:
     """Read a TOML file; missing keys keep the defaults of ``base`` (default: the paper's)."""
-    return AuditConfig.from_dict(load_toml(path), base)
+    return Config.from_dict(load_toml(path), base)
 
 
 #: The embedded default (``experiments/digits.toml`` holds the same settings; a test checks).
-#: ``quant.methods`` is filled in by :func:`default_config`: rtn plus every PTQ method of the
-#: paper that is available.
 DIGITS = {
     "study": {
         "name": "digits",
@@ -496,7 +510,7 @@ DIGITS = {
         "augment": False,
     },
     "quant": {
-        "methods": ["rtn"],
+        "methods": list(PAPER_METHODS),
         "bits": [4, 2, 1.58, 1],
         "decoupled_last_layer_bits": 8,
         "calibration_samples": 512,
@@ -510,26 +524,7 @@ DIGITS = {
 }
 
 
-def available_paper_methods() -> list[str]:
-    """``rtn`` plus those of adaround, brecq, obc, gptq that are registered or importable."""
-    import importlib
-
-    quant = importlib.import_module("mis.quant")
-    out = ["rtn"]
-    for name in PAPER_METHODS[1:]:
-        if name not in quant.available_methods():
-            try:
-                importlib.import_module(f"mis.quant.{name}")
-            except ImportError:
-                continue
-        if name in quant.available_methods():
-            out.append(name)
-    return out
-
-
-def default_config() -> AuditConfig:
-    """The embedded default: the digits CNN (``experiments/digits.toml``) with rtn and every
-    available PTQ method of the paper (:func:`available_paper_methods`)."""
-    d = {k: dict(v) for k, v in DIGITS.items()}
-    d["quant"]["methods"] = available_paper_methods()
-    return AuditConfig.from_dict(d)
+def default_config() -> Config:
+    """The embedded default: the digits CNN with RTN and the PTQ methods of the paper
+    (``experiments/digits.toml``)."""
+    return Config.from_dict(plain(DIGITS))

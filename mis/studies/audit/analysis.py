@@ -1,5 +1,5 @@
 """Metrics, intervals and paired tests of the PTQ privacy audit (stage 5 of
-:mod:`mis.studies.audit`).
+:func:`mis.studies.audit.run_audit`).
 
 For every variant (full precision, and method × bits × decoupled last layer) and attack:
 
@@ -18,8 +18,8 @@ For every variant (full precision, and method × bits × decoupled last layer) a
 * **Paired tests** — :func:`mis.metrics.compare_roc` of the quantized scores against the
   full-precision scores of the same targets on the same resampled examples (difference =
   quantized − full precision; negative = less leakage): pooled over targets (cluster
-  bootstrap) and per target. Holm's step-down correction (as ``statsmodels``
-  ``multipletests(method="holm")``) controls the family-wise error at ``metrics.alpha``
+  bootstrap) and per target. Holm's step-down correction (:func:`mis.metrics.holm`, as
+  ``statsmodels`` ``multipletests(method="holm")``) controls the family-wise error at ``metrics.alpha``
   within each family: for one attack and one metric, the pooled tests of all quantized
   variants form one family, the per-target tests of all (variant, target) pairs another.
   Undefined p-values (a TPR below the resolvable FPR) are left out of the family.
@@ -39,57 +39,18 @@ from pathlib import Path
 
 import numpy as np
 
-from mis.studies.audit import BAND, BOOT, TESTS, derive_seed, quant_name
-from mis.studies.audit_config import AuditConfig, Variant, bits_label
+from mis import metrics
+from mis._progress import progress_bar
+from mis.attacks import evaluate
+from mis.exceptions import UndefinedMetricWarning
+from mis.metrics import holm, t_interval
+from mis.store import atomic_write_text
+from mis.studies._common import derive_seed
+from mis.studies.audit.config import ATTACK_LABELS, Config, Variant, bits_label
+from mis.studies.audit.jobs import quant_name
+from mis.studies.audit.seeds import BAND, BOOT, TESTS
 
-__all__ = ["ATTACK_LABELS", "analyse", "holm", "over_targets"]
-
-ATTACK_LABELS = {
-    "lira_online": "LiRA online",
-    "lira_offline": "LiRA offline",
-    "rmia": "RMIA",
-    "loss": "loss threshold",
-}
-
-
-def over_targets(values, confidence_level: float = 0.95) -> dict:
-    """Mean, sd (ddof 1) and Student-t interval of the finite values (NaN when undefined)."""
-    from scipy import stats
-
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    n = int(v.size)
-    if n == 0:
-        return {"mean": math.nan, "sd": math.nan, "low": math.nan, "high": math.nan, "n": 0}
-    mean = float(v.mean())
-    if n < 2:
-        return {"mean": mean, "sd": math.nan, "low": math.nan, "high": math.nan, "n": n}
-    sd = float(v.std(ddof=1))
-    half = float(stats.t.ppf((1 + confidence_level) / 2, n - 1)) * sd / math.sqrt(n)
-    return {"mean": mean, "sd": sd, "low": mean - half, "high": mean + half, "n": n}
-
-
-def holm(pvalues, alpha: float) -> tuple[np.ndarray, np.ndarray]:
-    """Holm's step-down adjusted p-values and rejections at family-wise level ``alpha``.
-
-    With the m finite p-values sorted ascending, ``p̃_(i) = min(1, max_{j ≤ i} (m − j + 1)
-    p_(j))`` (1-based) and H_(i) is rejected when ``p̃_(i) ≤ alpha`` — the same numbers as
-    ``statsmodels.stats.multitest.multipletests(p, alpha, method="holm")`` (checked in the
-    tests; computed here because that function calls ``gc.collect()`` on every call, a
-    third of a second each in a process holding torch). NaN p-values stay NaN and are
-    not rejected; they do not count in m.
-    """
-    p = np.asarray(pvalues, dtype=np.float64)
-    adj = np.full(p.shape, np.nan)
-    rej = np.zeros(p.shape, dtype=bool)
-    ok = np.flatnonzero(np.isfinite(p))
-    if ok.size:
-        order = ok[np.argsort(p[ok], kind="stable")]
-        m = order.size
-        a = np.minimum(1.0, np.maximum.accumulate(p[order] * np.arange(m, 0, -1)))
-        adj[order] = a
-        rej[order] = a <= alpha
-    return adj, rej
+__all__ = ["analyse"]
 
 
 def _band_grid(n_neg: int, points: int) -> np.ndarray:
@@ -97,11 +58,8 @@ def _band_grid(n_neg: int, points: int) -> np.ndarray:
     return np.logspace(math.log10(lo), math.log10(0.99), points)
 
 
-def _analyse_one(cfg: AuditConfig, v: Variant, attack: str, scores, fp_scores, keep_t) -> dict:
+def _analyse_one(cfg: Config, v: Variant, attack: str, scores, fp_scores, keep_t) -> dict:
     """Metrics of one (variant, attack): see the module docstring."""
-    from mis import metrics
-    from mis.attacks import evaluate
-
     m = cfg.metrics
     seed = cfg.study.seed
     common = dict(
@@ -120,7 +78,7 @@ def _analyse_one(cfg: AuditConfig, v: Variant, attack: str, scores, fp_scores, k
         "per_target": [r.as_dict() for r in ev.per_target],
         "per_target_attack_accuracy": [float(a) for a in ev.per_target_accuracy],
         "over_targets": {
-            name: over_targets(table[:, i], m.confidence_level)
+            name: t_interval(table[:, i], m.confidence_level)
             for i, name in enumerate([*names, "attack_accuracy"])
         },
     }
@@ -159,8 +117,6 @@ def _analyse_one(cfg: AuditConfig, v: Variant, attack: str, scores, fp_scores, k
 
 def _cached(path: Path, compute):
     """Load ``path`` (JSON, NaN allowed) or compute, write atomically and return it."""
-    from mis.store import atomic_write_text
-
     if path.exists():
         return json.loads(path.read_text())
     value = compute()
@@ -169,11 +125,8 @@ def _cached(path: Path, compute):
     return json.loads(json.dumps(value))  # the same floats as a later load
 
 
-def analyse(cfg: AuditConfig, store, out, keep, fp, data, progress=None) -> dict:
+def analyse(cfg: Config, store, out, keep, fp, data, progress=None) -> dict:
     """Everything statistical of the audit from the run store; returns part of results.json."""
-    from mis.exceptions import UndefinedMetricWarning
-    from mis.train import progress_bar
-
     out = Path(out)
     targets = cfg.target_models()
     keep_t = np.ascontiguousarray(keep[targets])
@@ -205,8 +158,8 @@ def analyse(cfg: AuditConfig, store, out, keep, fp, data, progress=None) -> dict
         a = acc[v.key]
         accuracy[v.key] = {
             "per_target": a.tolist(),
-            **over_targets(a, m.confidence_level),
-            "drop": over_targets(acc["fp"] - a, m.confidence_level),
+            **t_interval(a, m.confidence_level),
+            "drop": t_interval(acc["fp"] - a, m.confidence_level),
         }
 
     # -- privacy -------------------------------------------------------------------------

@@ -1,13 +1,40 @@
-"""Pieces shared by the studies (synthetic r_Q study, PTQ audit): seeds, torch threads, versions."""
+"""The output directory of a study and its resumable stages: seeds, the configuration written
+beside the results, jobs run through an executor, the timing log, versions."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
+import logging
 import platform
 import sys
+import time
 import zlib
+from pathlib import Path
 
+import numba
 import numpy as np
+import scipy
+import torch
+
+from mis import __version__
+from mis._progress import progress_bar
+from mis.exceptions import MisValueError
+from mis.store import atomic_write_text
+from mis.train.jobs import JobSpec, job_done, run_job
+
+__all__ = [
+    "TimingLog",
+    "check_out_config",
+    "derive_seed",
+    "job_spec",
+    "run_stage",
+    "torch_threads",
+    "versions",
+]
+
+log = logging.getLogger(__name__)
 
 
 def derive_seed(seed: int, *keys) -> int:
@@ -30,8 +57,6 @@ def torch_threads(n: int):
     if not n:
         yield
         return
-    import torch
-
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
@@ -42,12 +67,6 @@ def torch_threads(n: int):
 
 def versions() -> dict[str, str]:
     """Versions of mis and its numerical stack, for results.json."""
-    import numba
-    import scipy
-    import torch
-
-    from mis import __version__
-
     return {
         "mis": __version__,
         "python": sys.version.split()[0],
@@ -59,9 +78,6 @@ def versions() -> dict[str, str]:
     }
 
 
-# ------------------------------------------------------------------------------------------
-# resumable stages (jobs through an executor) and the output directory
-# ------------------------------------------------------------------------------------------
 def check_out_config(out, config: dict, what: str = "study", ignore=()) -> str:
     """Write ``<out>/config.json``, or check that the one there is the same configuration.
 
@@ -70,12 +86,6 @@ def check_out_config(out, config: dict, what: str = "study", ignore=()) -> str:
     configuration raises ``ValueError`` naming the keys that differ. Returns the absolute
     path of ``config.json`` (jobs read their configuration from it).
     """
-    import json
-    from pathlib import Path
-
-    from mis.exceptions import MisValueError
-    from mis.store import atomic_write_text
-
     out = Path(out)
     path = out / "config.json"
     new = json.loads(json.dumps(config))  # tuples -> lists, as read back
@@ -106,26 +116,18 @@ def check_out_config(out, config: dict, what: str = "study", ignore=()) -> str:
     return str(path.resolve())
 
 
-def job_spec(store, name: str, index: int, config: dict, seed: int = 0):
+def job_spec(store, name: str, index: int, config: dict, seed: int = 0) -> JobSpec:
     """A :class:`~mis.train.jobs.JobSpec` writing under ``name`` in the run store ``store``."""
-    from mis.train.jobs import JobSpec
-
     return JobSpec(store=str(store), name=name, index=index, seed=seed, config=config)
 
 
-def run_stage(fn, specs, executor, desc: str, progress, log=None) -> tuple[int, int, float]:
+def run_stage(fn, specs, executor, desc: str, progress) -> tuple[int, int, float]:
     """Run the unfinished ``specs`` through ``executor``.
 
     No worker is started for a finished job (its ``done`` marker exists). ``desc`` labels the
-    progress bar and, when ``log`` is given, the line ``[desc] done in … s`` it receives.
+    progress bar and the log line ``[desc] done in … s`` (logger ``mis.studies``, level INFO).
     Returns (jobs run, jobs skipped, seconds).
     """
-    import functools
-    import time
-
-    from mis.train import progress_bar
-    from mis.train.jobs import job_done, run_job
-
     t0 = time.perf_counter()
     todo = [s for s in specs if not job_done(s)]
     ran, skipped = 0, len(specs) - len(todo)
@@ -135,64 +137,36 @@ def run_stage(fn, specs, executor, desc: str, progress, log=None) -> tuple[int, 
         ran = sum(s == "done" for s in statuses)
         skipped += len(statuses) - ran
     seconds = time.perf_counter() - t0
-    if log is not None:
-        log(f"[{desc}] done in {seconds:.1f} s ({ran} run, {skipped} already done)")
+    log.info("[%s] done in %.1f s (%d run, %d already done)", desc, seconds, ran, skipped)
     return ran, skipped, seconds
 
 
-def make_executor(workers: int):
-    """Serial for one worker, else that many spawned processes with one torch thread each."""
-    from mis.train.jobs import ProcessExecutor, SerialExecutor
+class TimingLog:
+    """``<out>/timing.json``: one entry per finished stage of every invocation of a study.
 
-    if workers <= 1:
-        return SerialExecutor()
-    return ProcessExecutor(max_workers=workers, threads_per_worker=1)
-
-
-def fill_keep_best_padding(val_losses, qhash, val_epochs):
-    """Replace the padding rows of keep-best trajectories (fewer distinct points than B:
-    ``val_epochs < 0``) by copies of the best point; they share its hash, so
-    :func:`~mis.security.rq_batch` deduplicates them away.
-
-    Shapes: ``val_losses`` (R, Q, B, n_val), ``qhash`` and ``val_epochs`` (R, Q, B).
+    An entry is ``{"invocation", "stage", "seconds", "jobs_run", "jobs_skipped"}``; a stage
+    interrupted before its end is not recorded, so the log adds up the work actually done
+    over the invocations of a resumed study.
     """
-    pad = val_epochs < 0
-    if not pad.any():
-        return val_losses, qhash
-    vl = np.where(pad[..., None], val_losses[:, :, :1], val_losses)
-    qh = np.where(pad, qhash[:, :, :1], qhash)
-    return vl, qh
 
+    def __init__(self, out):
+        self.path = Path(out) / "timing.json"
+        self.invocation = time.strftime("%Y-%m-%dT%H:%M:%S")
 
-def interval_dict(iv) -> dict:
-    """An :class:`~mis.metrics.Interval` as a plain dict (``estimate``, ``low``, ``high``)."""
-    return {"estimate": float(iv.estimate), "low": float(iv.low), "high": float(iv.high)}
-
-
-def ranking_summary(ranking) -> dict:
-    """A :class:`~mis.security.QuantizerRanking` as plain data for ``results.json``."""
-    import dataclasses
-
-    return {
-        "per_quantizer": {
-            q: {
-                "mean": interval_dict(ranking.mean[j]),
-                "median": interval_dict(ranking.median[j]),
-                "rank": float(ranking.ranks[j]),
-                "n_inf": int(ranking.n_inf[j]),
-            }
-            for j, q in enumerate(ranking.names)
-        },
-        "order": ranking.ranked_names(),
-        "adjacent": [
+    def record(self, stage: str, seconds: float, ran: int = 0, skipped: int = 0) -> list[dict]:
+        """Append one finished stage; returns the whole history."""
+        history = self.history()
+        history.append(
             {
-                "higher": a.higher,
-                "lower": a.lower,
-                "difference": dataclasses.asdict(a.difference),
-                "significant": bool(a.significant),
+                "invocation": self.invocation,
+                "stage": stage,
+                "seconds": round(seconds, 3),
+                "jobs_run": ran,
+                "jobs_skipped": skipped,
             }
-            for a in ranking.adjacent
-        ],
-        "confidence_level": ranking.confidence_level,
-        "n_resamples": ranking.n_resamples,
-    }
+        )
+        atomic_write_text(self.path, json.dumps(history, indent=1) + "\n")
+        return history
+
+    def history(self) -> list[dict]:
+        return json.loads(self.path.read_text()) if self.path.exists() else []

@@ -1,4 +1,4 @@
-"""Many models at once: stacked Aubinais quantizers and a fast keep-best trajectory recorder.
+"""A fast keep-best trajectory recorder for many single-layer models at once.
 
 The synthetic study of Aubinais et al. (2025, §5.1.1) records, after every epoch of 300
 single-layer models and for 8 quantizers, the quantized validation losses (Algorithm 1).
@@ -8,11 +8,9 @@ checkpoint; for 2,700 runs × 3,000 epochs × 8 quantizers that is tens of milli
 calls. This module does the same for the quadratic single layer
 (:class:`~mis.train.models.QuadraticLinear`) with vectorized operations over all models:
 
-* :func:`stacked_quantize` — the quantizers of :func:`mis.quant.weight_quantizer`
-  (``sign``, ``ternary-33/50/90``, ``2bit`` … ``5bit``; Aubinais et al., Appendix D) applied
-  to every model's slice of a stacked (K, ...) tensor at once. Each slice is quantized
-  exactly as ``weight_quantizer(name)(w[k])`` (the same float operations, element by
-  element; tested bit for bit in ``tests/test_studies_synthetic.py``).
+* :func:`mis.quant.stacked_quantize` — the quantizers of :func:`mis.quant.weight_quantizer`
+  applied to every model's slice of a stacked (K, ...) tensor at once, bit for bit as
+  ``weight_quantizer(name)(w[k])``;
 * :class:`KeepBestRecorder` — the ``keep_best=B`` mode of ``TrajectoryRecorder``: per run
   and quantizer, the B distinct quantized checkpoints with the lowest mean validation loss,
   sorted by (mean, epoch), with the same ``val_losses`` / ``qhash`` / ``val_epochs`` arrays
@@ -40,125 +38,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mis._kernels import stacked as _k
 from mis.exceptions import MisValueError
-from mis.studies.config import AUBINAIS_QUANTIZERS
+from mis.quant.stacked import RowQuantizer
+from mis.train.models import QuadraticLinear
+from mis.train.trajectory import weights_hash
 
-__all__ = ["STACKED_QUANTIZERS", "KeepBestRecorder", "StackedQuantizer", "stacked_quantize"]
-
-#: Names accepted by :func:`stacked_quantize`: the quantizers of Aubinais et al.
-STACKED_QUANTIZERS = AUBINAIS_QUANTIZERS
-_SPARSITY = {"ternary-33": 0.33, "ternary-50": 0.50, "ternary-90": 0.90}
-_BITS = {"2bit": 2, "3bit": 3, "4bit": 4, "5bit": 5}
-
-
-def _codes(names) -> tuple[np.ndarray, np.ndarray]:
-    """Kernel codes (kind, parameter) of quantizer names."""
-    from mis._kernels import stacked as _k
-
-    bad = [q for q in names if q not in STACKED_QUANTIZERS]
-    if bad:
-        raise MisValueError(
-            f"quantizers {bad} have no stacked implementation; available: "
-            f"{list(STACKED_QUANTIZERS)}"
-        )
-    kinds = np.array(
-        [_k.SIGN if q == "sign" else _k.TERNARY if q in _SPARSITY else _k.BBIT for q in names],
-        dtype=np.int64,
-    )
-    params = np.array([_SPARSITY.get(q, _BITS.get(q, 0)) for q in names], dtype=np.float64)
-    return kinds, params
-
-
-def pow2max_alpha(x: torch.Tensor) -> torch.Tensor:
-    """Per row of ``x`` (K, N): ``α = 2^round(log2 max|x|)``, 1 for an all-zero row.
-
-    The torch operations of the reference (:func:`mis.quant.aubinais.bbit_alpha`), applied to
-    the (K,) vector of row maxima (the same element-wise kernels, so the same values).
-    """
-    a = x.abs().amax(1)
-    one = torch.ones_like(a)
-    pos = a > 0
-    return torch.where(pos, torch.exp2(torch.round(torch.log2(torch.where(pos, a, one)))), one)
-
-
-def _check_alpha(alpha: torch.Tensor, kinds, params, name) -> None:
-    """The reference switches to float64 when α/n underflows float32; that is not done here."""
-    if not (kinds == 2).any():
-        return
-    n = float(1 << (int(params[kinds == 2].max()) - 1))
-    if bool((alpha / n < torch.finfo(torch.float32).tiny).any()):
-        raise MisValueError(
-            f"{name} has a row with max|w| so small that the b-bit step underflows float32; "
-            "use mis.quant.weight_quantizer for it"
-        )
-
-
-class _RowQuantizer:
-    """All quantizers on every row of a (K, N) float32 tensor."""
-
-    def __init__(self, names):
-        self.kinds, self.params = _codes(names)
-
-    def __call__(self, w: torch.Tensor, name: str = "w") -> np.ndarray:
-        from mis._kernels import stacked as _k
-
-        x = w.detach().reshape(w.shape[0], -1).to("cpu", torch.float32).contiguous()
-        alpha = pow2max_alpha(x)
-        _check_alpha(alpha, self.kinds, self.params, name)
-        xn = x.numpy()
-        out = np.empty((xn.shape[0], len(self.kinds), xn.shape[1]), dtype=np.float32)
-        _k.quantize_rows(xn, alpha.numpy(), self.kinds, self.params, out)
-        return out
-
-
-def stacked_quantize(names, w: torch.Tensor) -> torch.Tensor:
-    """Quantize every model's slice ``w[k]`` of a stacked tensor on its own, with each quantizer.
-
-    Parameters
-    ----------
-    names : str or sequence of str
-        Quantizers from :data:`STACKED_QUANTIZERS`.
-    w : Tensor, shape (K, ...), float32
-        One parameter tensor of K models (e.g. ``fc.weight`` of shape (K, C, F)).
-
-    Returns
-    -------
-    Tensor, shape (K, ...) for one name, (K, Q, ...) for a sequence of Q names; float32
-        ``out[k]`` (``out[k, j]``) equals ``mis.quant.weight_quantizer(name)(w[k])`` bit for bit.
-    """
-    single = isinstance(names, str)
-    names = [names] if single else list(names)
-    if not isinstance(w, torch.Tensor) or w.dtype != torch.float32 or w.ndim < 2:
-        raise MisValueError(
-            "w must be a float32 tensor of shape (n_models, ...); got "
-            f"{type(w).__name__} {getattr(w, 'dtype', '')} {tuple(getattr(w, 'shape', ()))}"
-        )
-    if not bool(torch.isfinite(w).all()):
-        raise MisValueError("w must be finite")
-    out = torch.from_numpy(_RowQuantizer(names)(w))  # (K, Q, N)
-    shape = (w.shape[0], len(names), *w.shape[1:])
-    out = out.reshape(shape)
-    return out[:, 0] if single else out
-
-
-class StackedQuantizer:
-    """One quantizer as a stacked callable for :class:`~mis.train.TrajectoryRecorder`:
-    ``StackedQuantizer("ternary-50")(w)`` equals ``stacked_quantize("ternary-50", w)`` on
-    ``w`` (K, ...), for any model architecture."""
-
-    stacked = True
-
-    def __init__(self, name: str):
-        self.name = name
-        self._rows = _RowQuantizer([name])  # validates the name
-
-    def __call__(self, w: torch.Tensor) -> torch.Tensor:
-        if not isinstance(w, torch.Tensor) or w.dtype != torch.float32 or w.ndim < 2:
-            raise MisValueError(
-                "w must be a float32 tensor of shape (n_models, ...); got "
-                f"{type(w).__name__} {getattr(w, 'dtype', '')} {tuple(getattr(w, 'shape', ()))}"
-            )
-        return torch.from_numpy(self._rows(w, self.name)).reshape(w.shape).to(w.device)
+__all__ = ["KeepBestRecorder"]
 
 
 # ------------------------------------------------------------------------------------------
@@ -206,13 +92,11 @@ class KeepBestRecorder:
         every: int = 1,
         params: str = "all",
     ):
-        from mis.train.models import QuadraticLinear
-
-        self.names = [str(q) for q in quantizers]
+            self.names = [str(q) for q in quantizers]
         if not self.names:
             raise MisValueError("quantizers must name at least one quantizer")
-        self._qw = _RowQuantizer(self.names)
-        self._qb = _RowQuantizer(self.names)
+        self._qw = RowQuantizer(self.names)
+        self._qb = RowQuantizer(self.names)
         if isinstance(keep_best, bool) or not isinstance(keep_best, int) or keep_best < 1:
             raise MisValueError(f"keep_best must be an integer >= 1; got {keep_best!r}")
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
@@ -268,9 +152,7 @@ class KeepBestRecorder:
 
     @torch.no_grad()
     def __call__(self, epoch: int, ensemble) -> None:
-        from mis._kernels import stacked as _k
-
-        if epoch % self.every:
+            if epoch % self.every:
             return
         weight, bias = ensemble.params["fc.weight"], ensemble.params["fc.bias"]  # (K,C,F), (K,C)
         k, c, f = weight.shape
@@ -308,9 +190,7 @@ class KeepBestRecorder:
 
     def result(self) -> dict[str, np.ndarray]:
         """``val_losses`` (K, Q, B, n_val), ``qhash`` (K, Q, B), ``val_epochs`` (K, Q, B)."""
-        from mis.train.trajectory import weights_hash
-
-        if self._state is None:
+            if self._state is None:
             raise MisValueError("nothing recorded yet (no epoch was a multiple of `every`)")
         s = self._state
         k, nq = self.n_changes.shape

@@ -19,12 +19,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from mis.report.plots import pyplot as _plt
+import numpy as np
+
+from mis.quant import method_label
+from mis.report.plots import colormap, subplots
 from mis.report.plots import save_figure as _save
 from mis.report.tables import markdown_table, write_report_files
-from mis.studies.audit_config import METHOD_LABELS
 
-__all__ = ["METHOD_LABELS", "summary_markdown", "write_report"]
+__all__ = ["summary_markdown", "write_report"]
 
 _COLORS = {
     "rtn": "tab:gray",
@@ -192,17 +194,14 @@ def _bits_order(results) -> list[str]:
 
 def plot_roc(results, attack: str, path: Path) -> Path:
     """Log-log ROC curves with CI bands, one panel per method."""
-    import numpy as np
-
-    plt = _plt()
     methods = _methods(results) or [None]
     n = len(methods)
     cols = min(n, 3)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.8 * rows), dpi=110, squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(4.2 * cols, 3.8 * rows), dpi=110, squeeze=False)
     fpr_min = results["config"]["metrics"]["fpr_min"]
     bits = _bits_order(results)
-    cmap = plt.get_cmap("viridis")
+    cmap = colormap("viridis")
     for ax, method in zip(axes.flat, methods, strict=False):
         grid = np.logspace(math.log10(fpr_min), 0, 50)
         ax.plot(grid, grid, ls=":", color="grey", lw=0.8)
@@ -231,7 +230,7 @@ def plot_roc(results, attack: str, path: Path) -> Path:
         left = max(fpr_min, lowest / 1.5)
         ax.set(xscale="log", yscale="log", xlim=(left, 1), ylim=(left, 1.05),
                xlabel="false-positive rate", ylabel="true-positive rate",
-               title=METHOD_LABELS.get(method, method or "full precision"))  # fmt: skip
+               title=method_label(method) if method else "full precision")  # fmt: skip
         ax.grid(True, which="major", lw=0.3, alpha=0.5)
         ax.legend(fontsize=6, loc="lower right")
     for ax in list(axes.flat)[n:]:
@@ -264,10 +263,9 @@ def _by_bits(results, value, path: Path, ylabel: str, title: str, panels, chance
             return vals
         return [max(v, floor) if _ok(v) else v for v in vals]
 
-    plt = _plt()
     bits = _bits_order(results)
     xs = ["FP", *bits]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), dpi=110,
+    fig, axes = subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), dpi=110,
                              squeeze=False)  # fmt: skip
     fp = next(v for v in results["variants"] if v["method"] is None)
     for ax, panel in zip(axes.flat, panels, strict=True):
@@ -299,7 +297,7 @@ def _by_bits(results, value, path: Path, ylabel: str, title: str, panels, chance
                     ms=4,
                     lw=1.2,
                     capsize=2,
-                    label=METHOD_LABELS.get(method, method) + (" (last 8-bit)" if dec else ""),
+                    label=method_label(method) + (" (last 8-bit)" if dec else ""),
                 )
         ax.set_xticks(range(len(xs)), xs)
         ax.set(xlabel="weight bits", ylabel=ylabel, title=panel[1])
@@ -348,13 +346,12 @@ def plot_accuracy_by_bits(results, path: Path) -> Path:
 
 def plot_privacy_utility(results, path: Path, attack: str | None = None) -> Path:
     """Fig. 4/5 style: TPR at the lowest FPR against test accuracy, every variant."""
-    plt = _plt()
     attack = attack or ("lira_online" if "lira_online" in results["attacks"] else
                         results["attacks"][0])  # fmt: skip
     name = _low_metric(results)
     chance = results["fprs"][0]
     floor = chance / 4
-    fig, ax = plt.subplots(figsize=(5.6, 4.2), dpi=110)
+    fig, ax = subplots(figsize=(5.6, 4.2), dpi=110)
     ax.axhline(chance, ls=":", color="grey", lw=0.8)
     for v in results["variants"]:
         a = results["accuracy"][v["key"]]

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mis.report.plots import pyplot, save_figure
+from mis.report.plots import save_figure, subplots
 from mis.report.tables import markdown_table, write_report_files
 
-__all__ = ["write_report"]
+__all__ = ["summary_markdown", "write_report"]
 
 #: Metric name → (column title, the paper's table).
 METRICS = {
@@ -83,13 +83,12 @@ def plot_privacy_performance(results, path: Path) -> Path:
     Relative values below −1 (R² far below the mean predictor's) are drawn at −1 with a
     downward marker, as the paper prints them as −inf.
     """
-    plt = pyplot()
     panels = [
         (t, m) for t in results["tasks"] for m in ("r2", "spearman", "auroc") if m in t["metrics"]
     ]
     ncols = min(3, len(panels))
     nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.8 * ncols, 3.9 * nrows), squeeze=False)
+    fig, axes = subplots(nrows, ncols, figsize=(4.8 * ncols, 3.9 * nrows), squeeze=False)
     for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
     for ax, (t, m) in zip(axes.flat, panels, strict=False):
@@ -116,7 +115,12 @@ def plot_privacy_performance(results, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def _markdown(results, figures) -> str:
+def summary_markdown(results) -> str:
+    """``report.md`` without its figures and timing: the setting and one table per task."""
+    return "\n".join(_task_lines(results))
+
+
+def _task_lines(results) -> list[str]:
     cfg = results["config"]
     tr, sp, ft = cfg["train"], cfg["split"], cfg["features"]
     label = results["labels"]
@@ -189,6 +193,11 @@ def _markdown(results, figures) -> str:
                 ]
         if t["degenerate"]:
             lines += ["Warnings: " + "; ".join(t["degenerate"]), ""]
+    return lines
+
+
+def _markdown(results, figures) -> str:
+    lines = _task_lines(results)
     for f in figures:
         lines += [f"![{f}]({f})", ""]
     tm = results["timing"]

@@ -31,7 +31,7 @@ Sections and keys (defaults)
 ``[trajectory]``
     ``quantizers`` (Appendix D: Sign, 1.58b 33/50/90 %, 2–5 bits); ``every = 1``;
     ``keep_best = 64``; ``params = "all"`` — as in the synthetic study
-    (:mod:`mis.studies.config`).
+    (:mod:`mis.studies.synthetic.config`).
 ``[analysis]``
     ``n_resamples = 2000`` — bootstrap resamples of runs; ``confidence_level = 0.95``.
 """
@@ -43,26 +43,28 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mis._validation import integer, real, sequence, string
+from mis.chem import data as chem_data
 from mis.exceptions import MisValueError
-from mis.studies.config import (
-    AnalysisConfig,
-    TrajectoryConfig,
-    _float,
-    _int,
-    _list,
-    _str,
+from mis.studies._common import (
+    AnalysisSection,
+    TrajectorySection,
     load_toml,
     override_sections,
+    sections_dict,
 )
+from mis.train.config import TrainConfig
 
 __all__ = [
     "SOURCES",
+    "Config",
     "FeatureSection",
-    "MolecularConfig",
     "SplitSection",
+    "StudySection",
     "TaskSpec",
-    "default_molecular_config",
-    "load_molecular_config",
+    "TrainSection",
+    "default_config",
+    "load_config",
 ]
 
 #: Task sources: bundled data sets (``mis[chem]``) and a user's own files.
@@ -82,9 +84,9 @@ class StudySection:
     runs: int = 10
 
     def __post_init__(self):
-        _str(self.name, "study.name")
-        _int(self.seed, "study.seed", 0)
-        _int(self.runs, "study.runs", 2)
+        string(self.name, "study.name")
+        integer(self.seed, "study.seed", 0)
+        integer(self.runs, "study.runs", 2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,10 +100,10 @@ class TaskSpec:
     embeddings: str = ""
 
     def __post_init__(self):
-        _str(self.source, "tasks.source", SOURCES)
+        string(self.source, "tasks.source", SOURCES)
         for key in ("name", "path", "smiles_col", "target_col", "embeddings"):
-            _str(getattr(self, key), f"tasks.{key}")
-        _str(self.kind, "tasks.kind", ("regression", "classification"))
+            string(getattr(self, key), f"tasks.{key}")
+        string(self.kind, "tasks.kind", ("regression", "classification"))
         if self.source in ("csv", "tdc") and not self.path:
             raise MisValueError(f"tasks.path is required for a {self.source!r} task")
         if self.source in BUNDLED_KINDS:
@@ -111,23 +113,21 @@ class TaskSpec:
 
     def load(self):
         """The :class:`~mis.chem.MolecularTask`."""
-        from mis.chem import data
-
         if self.source == "freesolv":
-            return data.load_freesolv()
+            return chem_data.load_freesolv()
         if self.source == "solubility":
-            return data.load_solubility("logS")
+            return chem_data.load_solubility("logS")
         if self.source == "solubility-low":
-            return data.load_solubility("low")
+            return chem_data.load_solubility("low")
         if self.source == "csv":
-            return data.load_csv(
+            return chem_data.load_csv(
                 self.path,
                 smiles_col=self.smiles_col,
                 target_col=self.target_col,
                 kind=self.kind,
                 name=self.name,
             )
-        return data.load_tdc(self.path, kind=self.kind, name=self.name)
+        return chem_data.load_tdc(self.path, kind=self.kind, name=self.name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,12 +137,12 @@ class FeatureSection:
     n_bits: int = 1024
 
     def __post_init__(self):
-        kinds = _list(
-            self.kinds, "features.kinds", lambda v, k: _str(v, k, ("morgan", "descriptors"))
+        kinds = sequence(
+            self.kinds, "features.kinds", lambda v, k: string(v, k, ("morgan", "descriptors"))
         )
         object.__setattr__(self, "kinds", kinds)
-        _int(self.radius, "features.radius", 0)
-        _int(self.n_bits, "features.n_bits", 8)
+        integer(self.radius, "features.radius", 0)
+        integer(self.n_bits, "features.n_bits", 8)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,8 +151,8 @@ class SplitSection:
     subsample: float = 0.9
 
     def __post_init__(self):
-        _float(self.val_fraction, "split.val_fraction", 0.05, 0.9)
-        _float(self.subsample, "split.subsample", 0.1, 1.0)
+        real(self.val_fraction, "split.val_fraction", 0.05, 0.9)
+        real(self.subsample, "split.subsample", 0.1, 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,16 +164,14 @@ class TrainSection:
     weight_decay: float = 0.0
 
     def __post_init__(self):
-        _int(self.hidden, "train.hidden", 1)
-        _int(self.epochs, "train.epochs", 1)
-        _float(self.lr, "train.lr", 0.0, open_lo=True)
-        _int(self.batch_size, "train.batch_size", 1)
-        _float(self.weight_decay, "train.weight_decay", 0.0)
+        integer(self.hidden, "train.hidden", 1)
+        integer(self.epochs, "train.epochs", 1)
+        real(self.lr, "train.lr", 0.0, open_lo=True)
+        integer(self.batch_size, "train.batch_size", 1)
+        real(self.weight_decay, "train.weight_decay", 0.0)
 
-    def train_config(self):
+    def train_config(self) -> TrainConfig:
         """The :class:`~mis.train.TrainConfig` (Adam, constant learning rate, no AMP)."""
-        from mis.train.trainer import TrainConfig
-
         return TrainConfig(
             epochs=self.epochs,
             lr=self.lr,
@@ -208,13 +206,14 @@ def _tasks(value) -> tuple[TaskSpec, ...]:
     return tuple(out)
 
 
-_SECTIONS = {
+#: The tables of a configuration file (besides ``[[tasks]]``) and the section each one fills.
+SECTIONS = {
     "study": StudySection,
     "features": FeatureSection,
     "split": SplitSection,
     "train": TrainSection,
-    "trajectory": TrajectoryConfig,
-    "analysis": AnalysisConfig,
+    "trajectory": TrajectorySection,
+    "analysis": AnalysisSection,
 }
 
 DEFAULT_TASKS = (TaskSpec("freesolv"), TaskSpec("solubility"))
@@ -226,12 +225,12 @@ class _Sections:
     features: FeatureSection = dataclasses.field(default_factory=FeatureSection)
     split: SplitSection = dataclasses.field(default_factory=SplitSection)
     train: TrainSection = dataclasses.field(default_factory=TrainSection)
-    trajectory: TrajectoryConfig = dataclasses.field(default_factory=TrajectoryConfig)
-    analysis: AnalysisConfig = dataclasses.field(default_factory=AnalysisConfig)
+    trajectory: TrajectorySection = dataclasses.field(default_factory=TrajectorySection)
+    analysis: AnalysisSection = dataclasses.field(default_factory=AnalysisSection)
 
 
 @dataclasses.dataclass(frozen=True)
-class MolecularConfig:
+class Config:
     """The whole study: ``tasks`` and the sections of the module docstring."""
 
     tasks: tuple[TaskSpec, ...] = DEFAULT_TASKS
@@ -246,39 +245,32 @@ class MolecularConfig:
             )
 
     def __getattr__(self, name):  # cfg.study, cfg.train, ...
-        if name in _SECTIONS:
+        if name in SECTIONS:
             return getattr(self.sections, name)
         raise AttributeError(name)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], base: MolecularConfig | None = None):
+    def from_dict(cls, d: Mapping[str, Any], base: Config | None = None) -> Config:
         """Override ``base`` (default: the paper's protocol on FreeSolv and solubility)."""
         base = base or cls()
         if not isinstance(d, Mapping):
             raise MisValueError(f"a configuration must be a table of sections; got {d!r}")
         d = dict(d)
         tasks = _tasks(d.pop("tasks")) if "tasks" in d else base.tasks
-        return cls(tasks, override_sections(base.sections, d, _SECTIONS))
+        return cls(tasks, override_sections(base.sections, d, SECTIONS))
 
     def as_dict(self) -> dict[str, Any]:
         """Plain (JSON / TOML-compatible) nested dict."""
-
-        def plain(x):
-            return [plain(v) for v in x] if isinstance(x, tuple) else x
-
-        out: dict[str, Any] = {
-            s: {k: plain(v) for k, v in dataclasses.asdict(getattr(self, s)).items()}
-            for s in _SECTIONS
-        }
+        out: dict[str, Any] = sections_dict(self, SECTIONS)
         out["tasks"] = [dataclasses.asdict(t) for t in self.tasks]
         return out
 
 
-def default_molecular_config(**sections) -> MolecularConfig:
+def default_config(**sections) -> Config:
     """The paper's protocol (module docstring), with ``sections`` overriding keys."""
-    return MolecularConfig.from_dict(sections)
+    return Config.from_dict(sections)
 
 
-def load_molecular_config(path, base: MolecularConfig | None = None) -> MolecularConfig:
+def load_config(path, base: Config | None = None) -> Config:
     """Read a TOML file; missing keys keep the defaults."""
-    return MolecularConfig.from_dict(load_toml(path), base)
+    return Config.from_dict(load_toml(path), base)

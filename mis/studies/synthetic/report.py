@@ -18,12 +18,13 @@ import math
 from pathlib import Path
 
 import numpy as np
+from matplotlib.lines import Line2D
 
-from mis.report.plots import pyplot as _plt
+from mis.report.plots import colormap, subplots
 from mis.report.plots import save_figure as _save
 from mis.report.tables import markdown_table, write_report_files
 
-__all__ = ["write_report"]
+__all__ = ["summary_markdown", "write_report"]
 
 
 def _f(x, digits=3) -> str:
@@ -161,8 +162,7 @@ def _grid(results):
 
 
 def plot_stability(results, path: Path) -> Path:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.2, 3.6), dpi=120)
+    fig, ax = subplots(figsize=(5.2, 3.6), dpi=120)
     for s in results["settings"]:
         st = s.get("stability")
         if st:
@@ -182,13 +182,12 @@ def plot_stability(results, path: Path) -> Path:
 
 def plot_rank_frequency(results, setting, path: Path) -> Path:
     """Heatmaps: row = quantizer (all-runs order), column = rank, colour = share of subsets."""
-    plt = _plt()
     st = setting["stability"]
     names = results["quantizers"]
     order = [names.index(q) for q in st["reference_order"]]
     freq = np.asarray(st["frequencies"])  # (n_k, Q, Q)
     n_k = len(st["k_runs"])
-    fig, axes = plt.subplots(1, n_k, figsize=(2.3 * n_k + 0.8, 3.1), dpi=110, squeeze=False)
+    fig, axes = subplots(1, n_k, figsize=(2.3 * n_k + 0.8, 3.1), dpi=110, squeeze=False)
     for i, ax in enumerate(axes[0]):
         m = freq[i][order]
         ax.imshow(m, vmin=0, vmax=1, cmap="Blues")
@@ -226,13 +225,12 @@ def _finite_interval(d):
 
 
 def plot_rq_vs_mis(results, path: Path) -> Path:
-    plt = _plt()
     ks, sigmas = _grid(results)
-    fig, axes = plt.subplots(
+    fig, axes = subplots(
         len(sigmas), len(ks), figsize=(3.0 * len(ks), 2.6 * len(sigmas)), dpi=110, squeeze=False
     )
     by = {(s["k_modes"], s["sigma"]): s for s in results["settings"]}
-    cmap = plt.get_cmap("tab10")
+    cmap = colormap("tab10")
     for i, sg in enumerate(sigmas):
         for j, k in enumerate(ks):
             ax = axes[i][j]
@@ -265,8 +263,6 @@ def plot_rq_vs_mis(results, path: Path) -> Path:
             if j == 0:
                 ax.set_ylabel("mean r_Q", fontsize=7)
             ax.grid(True, lw=0.3, alpha=0.5)
-    from matplotlib.lines import Line2D
-
     proxies = [
         Line2D([], [], marker="o", ls="", ms=4, color=cmap(c % 10), label=_label(results, q))
         for c, q in enumerate(results["quantizers"])
@@ -280,7 +276,12 @@ def plot_rq_vs_mis(results, path: Path) -> Path:
 # ------------------------------------------------------------------------------------------
 # markdown
 # ------------------------------------------------------------------------------------------
-def _markdown(results, figures) -> str:
+def summary_markdown(results) -> str:
+    """The opening of ``report.md``: what was run, how long it took, and the headline table."""
+    return "\n".join(_summary_lines(results))
+
+
+def _summary_lines(results) -> list[str]:
     cfg = results["config"]
     st, d, tr, tj, mc = (cfg[k] for k in ("study", "data", "train", "trajectory", "mis"))
     qs = results["quantizers"]
@@ -345,6 +346,17 @@ def _markdown(results, figures) -> str:
         ]
     elif not has_mis:
         lines += ["The MIS baseline was not run (config `mis.enabled = false`).", ""]
+    return lines
+
+
+def _markdown(results, figures) -> str:
+    cfg = results["config"]
+    d, tr, tj, mc = (cfg[k] for k in ("data", "train", "trajectory", "mis"))
+    st = cfg["study"]
+    qs = results["quantizers"]
+    settings = results["settings"]
+    has_mis = any(s.get("agreement") for s in settings)
+    lines = _summary_lines(results)
     # -- ranking by r_Q
     lines += [
         "## Privacy ranking by r_Q (rank 1 = most private)",

@@ -74,7 +74,7 @@ class RowQuantizer:
         self.kinds, self.params = _codes(names)
 
     def __call__(self, w: torch.Tensor, name: str = "w") -> np.ndarray:
-            x = w.detach().reshape(w.shape[0], -1).to("cpu", torch.float32).contiguous()
+        x = w.detach().reshape(w.shape[0], -1).to("cpu", torch.float32).contiguous()
         alpha = pow2max_alpha(x)
         _check_alpha(alpha, self.kinds, self.params, name)
         xn = x.numpy()

@@ -92,7 +92,7 @@ class KeepBestRecorder:
         every: int = 1,
         params: str = "all",
     ):
-            self.names = [str(q) for q in quantizers]
+        self.names = [str(q) for q in quantizers]
         if not self.names:
             raise MisValueError("quantizers must name at least one quantizer")
         self._qw = RowQuantizer(self.names)
@@ -152,7 +152,7 @@ class KeepBestRecorder:
 
     @torch.no_grad()
     def __call__(self, epoch: int, ensemble) -> None:
-            if epoch % self.every:
+        if epoch % self.every:
             return
         weight, bias = ensemble.params["fc.weight"], ensemble.params["fc.bias"]  # (K,C,F), (K,C)
         k, c, f = weight.shape
@@ -190,7 +190,7 @@ class KeepBestRecorder:
 
     def result(self) -> dict[str, np.ndarray]:
         """``val_losses`` (K, Q, B, n_val), ``qhash`` (K, Q, B), ``val_epochs`` (K, Q, B)."""
-            if self._state is None:
+        if self._state is None:
             raise MisValueError("nothing recorded yet (no epoch was a multiple of `every`)")
         s = self._state
         k, nq = self.n_changes.shape

@@ -26,7 +26,7 @@ def one_torch_thread():
     Modules with small models use it for every test via
     ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
     """
-    from mis.studies.common import torch_threads
+    from mis.studies._common import torch_threads
 
     with torch_threads(1):
         yield

@@ -10,9 +10,9 @@ from mis import cli
 
 def test_demo_writes_report(tmp_path, capsys, monkeypatch):
     """`mis demo` runs the embedded synthetic study (shrunk here to a tiny one)."""
-    from mis.studies import config
+    from mis.studies import synthetic
 
-    tiny = config.SyntheticConfig.from_dict(
+    tiny = synthetic.Config.from_dict(
         {
             "study": {"runs": 6, "chunk_size": 3, "workers": 1},
             "data": {"k_modes": [4], "sigmas": [1.0], "dim": 6, "n_train": 12, "n_val": 20,
@@ -23,7 +23,7 @@ def test_demo_writes_report(tmp_path, capsys, monkeypatch):
             "analysis": {"k_runs": [2, 6], "n_subsets": 5, "n_resamples": 20},
         }
     )  # fmt: skip
-    monkeypatch.setattr(config, "demo_config", lambda: tiny)
+    monkeypatch.setattr(synthetic, "demo_config", lambda: tiny)
     out = tmp_path / "demo"
     assert cli.main(["demo", "--out", str(out), "--quiet"]) == 0
     for name in ("report.md", "results.json", "rq.csv", "accuracy.csv", "fig2_rq_vs_mis.png"):

@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-import argparse
 import json
+import logging
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from mis import cli
 from mis.exceptions import MisValueError
 from mis.studies import audit as A
-from mis.studies.audit_analysis import holm, over_targets
-from mis.studies.audit_config import (
-    AuditConfig,
-    default_config,
-    load_audit_config,
-)
+from mis.studies._common import derive_seed
+from mis.studies.audit import Config, default_config, load_config, pipeline
+from mis.studies.audit.data import load_data
+from mis.studies.audit.models import model_factory, pack_state, unpack_state
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
 
 
-def tiny_config(**over) -> AuditConfig:
+def tiny_config(**over) -> Config:
     """A few shadows and epochs, RTN only: the whole audit in seconds."""
     base = {
         "study": {"name": "tiny", "shadows": 6, "targets": 2, "chunk_size": 8,
@@ -49,7 +48,7 @@ def _core(results: dict) -> dict:
 # configuration
 # ------------------------------------------------------------------------------------------
 def test_digits_toml_is_the_embedded_default():
-    from_file = load_audit_config(EXPERIMENTS / "digits.toml").as_dict()
+    from_file = load_config(EXPERIMENTS / "digits.toml").as_dict()
     embedded = default_config().as_dict()
     # the methods line lists what is registered when the file was last edited; the embedded
     # default takes rtn plus whatever of the paper's methods is available now
@@ -64,7 +63,7 @@ def test_digits_toml_is_the_embedded_default():
      "cifar10_densenet121"],
 )  # fmt: skip
 def test_paper_configs_have_the_paper_settings(name):
-    cfg = load_audit_config(EXPERIMENTS / f"{name}.toml")
+    cfg = load_config(EXPERIMENTS / f"{name}.toml")
     assert cfg.study.shadows == 64 and cfg.study.targets == 10
     assert cfg.train.epochs == 100 and cfg.train.lr == 0.1 and cfg.train.momentum == 0.9
     assert cfg.train.weight_decay == 5e-4 and cfg.train.schedule == "cosine"
@@ -117,57 +116,25 @@ def test_bad_toml_and_missing_file(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[study\nname = 1")
     with pytest.raises(MisValueError, match="not valid TOML"):
-        load_audit_config(bad)
+        load_config(bad)
     with pytest.raises(MisValueError, match="not found"):
-        load_audit_config(tmp_path / "missing.toml")
+        load_config(tmp_path / "missing.toml")
 
 
 # ------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------
-def test_ensure_methods():
-    A.ensure_methods(["rtn"])
+def test_unknown_method_is_refused_when_the_config_loads():
+    default_config().replace(quant={"methods": ["rtn"]})
     with pytest.raises(MisValueError, match=r"'nosuch'.*available methods"):
-        A.ensure_methods(["nosuch"])
+        default_config().replace(quant={"methods": ["nosuch"]})
 
 
 def test_derive_seed_is_stable_and_distinct():
-    assert A.derive_seed(0, 1, "rtn_4b") == A.derive_seed(0, 1, "rtn_4b")
-    seeds = {A.derive_seed(0, p, k) for p in range(1, 5) for k in ("a", "b", 3)}
+    assert derive_seed(0, 1, "rtn_4b") == derive_seed(0, 1, "rtn_4b")
+    seeds = {derive_seed(0, p, k) for p in range(1, 5) for k in ("a", "b", 3)}
     assert len(seeds) == 12
-    assert 0 <= A.derive_seed(5, 2) < 2**63
-
-
-def test_holm_matches_statsmodels(monkeypatch):
-    import gc
-
-    from statsmodels.stats.multitest import multipletests
-
-    monkeypatch.setattr(gc, "collect", lambda *a: 0)  # statsmodels collects on every call
-    rng = np.random.default_rng(0)
-    for _ in range(30):
-        p = rng.uniform(0, 0.2, size=rng.integers(1, 15))
-        p[rng.random(p.size) < 0.2] = np.nan
-        adj, rej = holm(p, 0.05)
-        ok = np.isfinite(p)
-        assert np.isnan(adj[~ok]).all() and not rej[~ok].any()
-        if ok.any():
-            r, a, _, _ = multipletests(p[ok], alpha=0.05, method="holm")
-            np.testing.assert_allclose(adj[ok], a, rtol=1e-12)
-            np.testing.assert_array_equal(rej[ok], r)
-            assert (adj[ok] >= p[ok]).all()
-
-
-def test_over_targets_t_interval():
-    from scipy import stats
-
-    v = np.array([0.1, 0.3, 0.2, np.nan, 0.25])
-    d = over_targets(v, 0.9)
-    f = v[np.isfinite(v)]
-    lo, hi = stats.t.interval(0.9, f.size - 1, loc=f.mean(), scale=stats.sem(f))
-    assert d["n"] == 4 and math.isclose(d["mean"], f.mean())
-    assert math.isclose(d["low"], lo) and math.isclose(d["high"], hi)
-    assert math.isnan(over_targets([0.5])["sd"]) and over_targets([])["n"] == 0
+    assert 0 <= derive_seed(5, 2) < 2**63
 
 
 def test_pack_unpack_state_roundtrip_with_batchnorm():
@@ -179,28 +146,28 @@ def test_pack_unpack_state_roundtrip_with_batchnorm():
     a = build_model("digits_cnn", batchnorm=True)
     a.train()
     a(torch.randn(16, 1, 8, 8))  # running stats and num_batches_tracked move
-    flat, ints = A.pack_state(a)
+    flat, ints = pack_state(a)
     assert flat.dtype == np.float32 and ints.dtype == np.int64 and ints.sum() > 0
-    b = A.unpack_state(build_model("digits_cnn", batchnorm=True), flat, ints)
+    b = unpack_state(build_model("digits_cnn", batchnorm=True), flat, ints)
     for (ka, ta), (kb, tb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert ka == kb and torch.equal(ta, tb)
     with pytest.raises(MisValueError, match="do not fit"):
-        A.unpack_state(build_model("digits_cnn"), flat, ints)
+        unpack_state(build_model("digits_cnn"), flat, ints)
 
 
 def test_missing_data_directory_says_what_is_expected(tmp_path):
     cfg = default_config().replace(data={"name": "cifar10", "root": str(tmp_path / "nowhere")})
     with pytest.raises(FileNotFoundError) as e:
-        A.run_audit(cfg, tmp_path / "out", log=None)
+        A.run_audit(cfg, tmp_path / "out")
     msg = str(e.value)
     assert "data.root" in msg and "cifar-10-batches-py" in msg and "data_batch_1" in msg
     assert not (tmp_path / "out").exists()  # nothing started
     cfg = default_config().replace(data={"name": "tinyimagenet", "root": ""})
     with pytest.raises(FileNotFoundError, match=r"wnids.txt.*--data-root"):
-        A.run_audit(cfg, tmp_path / "out", log=None)
+        A.run_audit(cfg, tmp_path / "out")
     cfg = default_config().replace(data={"name": "cifar100", "root": str(tmp_path)})
     with pytest.raises(FileNotFoundError, match="cifar-100-python"):
-        A.run_audit(cfg, tmp_path / "out", log=None)
+        A.run_audit(cfg, tmp_path / "out")
 
 
 def test_npz_and_synthetic_data(tmp_path):
@@ -209,18 +176,18 @@ def test_npz_and_synthetic_data(tmp_path):
              y=rng.integers(0, 3, 50))  # fmt: skip
     cfg = default_config().replace(data={"name": "npz", "path": str(tmp_path / "d.npz"),
                                          "test_size": 10})  # fmt: skip
-    d = A.load_audit_data(cfg)
+    d = load_data(cfg)
     assert len(d) == 40 and d.x_test.shape == (10, 1, 4, 4) and d.n_classes == 3
     cfg = default_config().replace(data={"name": "npz", "path": str(tmp_path / "d.npz")})
     with pytest.raises(MisValueError, match=r"data\.test_size"):
-        A.load_audit_data(cfg)
+        load_data(cfg)
     cfg = default_config().replace(
         data={"name": "synthetic", "synthetic_n": 64, "synthetic_n_test": 16,
               "synthetic_shape": [3, 32, 32], "synthetic_classes": 4}
     )  # fmt: skip
-    d = A.load_audit_data(cfg)
+    d = load_data(cfg)
     assert d.x.shape == (64, 3, 32, 32) and d.y_test.shape == (16,) and d.n_classes == 4
-    fn = A.model_factory(cfg.replace(model={"name": "resnet18", "options": {}}), d)
+    fn = model_factory(cfg.replace(model={"name": "resnet18", "options": {}}), d)
     assert fn.keywords == {"n_classes": 4, "in_channels": 3}
 
 
@@ -230,19 +197,19 @@ def test_npz_and_synthetic_data(tmp_path):
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory):
     """One complete tiny audit; records every calibration set handed to quantize_model."""
-    import mis.quant
+    from mis.studies.audit import jobs
 
     out = tmp_path_factory.mktemp("audit") / "ref"
     seen = []
-    real = mis.quant.quantize_model
+    real = jobs.quantize_model
 
     def spy(model, config=None, calib=None, **kw):
         seen.append((config.method, config.bits, config.last_layer_bits, calib))
         return real(model, config, calib, **kw)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(mis.quant, "quantize_model", spy)
-        results = A.run_audit(tiny_config(), out, progress=False, log=None)
+        mp.setattr(jobs, "quantize_model", spy)
+        results = A.run_audit(tiny_config(), out, progress=False)
     return out, results, seen
 
 
@@ -320,10 +287,12 @@ def test_calibration_only_from_each_targets_members(reference_run):
         assert len(set(sets)) == 1
 
 
-def test_interrupted_audit_resumes_with_identical_results(reference_run, tmp_path, monkeypatch):
+def test_interrupted_audit_resumes_with_identical_results(
+    reference_run, tmp_path, monkeypatch, caplog
+):
     _, ref, _ = reference_run
     out = tmp_path / "run"
-    real = A.quant_job
+    real = pipeline.quant_job
     calls = {"n": 0}
 
     def flaky(config, index, seed, scratch):
@@ -332,21 +301,23 @@ def test_interrupted_audit_resumes_with_identical_results(reference_run, tmp_pat
             raise KeyboardInterrupt("simulated interruption")
         return real(config, index, seed, scratch)
 
-    monkeypatch.setattr(A, "quant_job", flaky)
+    monkeypatch.setattr(pipeline, "quant_job", flaky)
     with pytest.raises(KeyboardInterrupt):
-        A.run_audit(tiny_config(), out, progress=False, log=None)
-    monkeypatch.setattr(A, "quant_job", real)
+        A.run_audit(tiny_config(), out, progress=False)
+    monkeypatch.setattr(pipeline, "quant_job", real)
     from mis.store import RunStore
 
     names = RunStore(out / "store", create=False).names()
     assert sum(n.endswith("/done") and n.startswith("quant/") for n in names) == 2
-    lines = []
-    resumed = A.run_audit(tiny_config(), out, progress=False, log=lines.append, report=False)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="mis"):
+        resumed = A.run_audit(tiny_config(), out, progress=False, report=False)
+    lines = [r.getMessage() for r in caplog.records]
     assert any("[train] done" in s and "1 already done" in s for s in lines)
     assert any("[quantize] done" in s and "6 run, 2 already done" in s for s in lines)
     assert json.dumps(_core(resumed), sort_keys=True) == json.dumps(_core(ref), sort_keys=True)
     # and a third call recomputes nothing
-    again = A.run_audit(tiny_config(), out, progress=False, log=None, report=False)
+    again = A.run_audit(tiny_config(), out, progress=False, report=False)
     assert again["timing"]["jobs"]["quantize"] == {"run": 0, "skipped": 8}
     assert again["timing"]["jobs"]["attack"]["run"] == 0
     assert json.dumps(_core(again), sort_keys=True) == json.dumps(_core(ref), sort_keys=True)
@@ -355,7 +326,7 @@ def test_interrupted_audit_resumes_with_identical_results(reference_run, tmp_pat
 def test_other_configuration_in_same_directory_is_refused(reference_run):
     out, _, _ = reference_run
     with pytest.raises(MisValueError, match=r"different configuration.*train.epochs"):
-        A.run_audit(tiny_config(train={"epochs": 4}), out, log=None)
+        A.run_audit(tiny_config(train={"epochs": 4}), out)
 
 
 def test_stop_after_and_quantized_shadows(tmp_path):
@@ -368,14 +339,14 @@ def test_stop_after_and_quantized_shadows(tmp_path):
         attack={"quantize_shadows": True, "attacks": ["lira_online", "rmia"]},
     )  # fmt: skip
     out = tmp_path / "qs"
-    assert A.run_audit(cfg, out, progress=False, log=None, stop_after="quantize") == {}
+    assert A.run_audit(cfg, out, progress=False, stop_after="quantize") == {}
     from mis.store import RunStore
 
     store = RunStore(out / "store", create=False)
     assert all(store.has(f"quant/rtn_2b/m{m:04d}/done") for m in range(6))  # shadows too
     assert not store.has("scores/fp/rmia")
     assert store.has("train/chunk0001/state_float")  # two training jobs of 3 models
-    res = A.run_audit(cfg, out, progress=False, log=None)
+    res = A.run_audit(cfg, out, progress=False)
     assert res["config"]["attack"]["quantize_shadows"] is True
     assert "shadows quantized like the target" in (out / "report.md").read_text()
     assert len(res["privacy"]["rtn_2b"]["rmia"]["per_target"]) == 2
@@ -385,10 +356,7 @@ def test_stop_after_and_quantized_shadows(tmp_path):
 # command line
 # ------------------------------------------------------------------------------------------
 def _parser():
-    p = argparse.ArgumentParser(prog="mis")
-    sub = p.add_subparsers(dest="command", required=True)
-    A.add_audit_command(sub)
-    return p
+    return cli.build_parser()
 
 
 def test_cli_parses_audit():
@@ -396,13 +364,13 @@ def test_cli_parses_audit():
         ["audit", "--config", "experiments/digits.toml", "--out", "x", "--methods", "rtn", "obc",
          "--data-root", "/data", "--stop-after", "train"]
     )  # fmt: skip
-    assert args.func is A.cmd_audit
+    assert args.func is cli.cmd_audit
     assert args.config == "experiments/digits.toml" and args.out == "x"
     assert args.methods == ["rtn", "obc"] and args.stop_after == "train"
-    cfg = A._load_cli_config(args)
+    cfg = cli.audit_config_from_args(args)
     assert cfg.quant.methods == ("rtn", "obc") and cfg.data.root == "/data"
     default = _parser().parse_args(["audit"])
-    assert default.config is None and A._load_cli_config(default).data.name == "digits"
+    assert default.config is None and cli.audit_config_from_args(default).data.name == "digits"
 
 
 def test_cli_runs_a_stage(tmp_path, capsys):

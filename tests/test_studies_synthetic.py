@@ -15,15 +15,17 @@ from hypothesis import strategies as st
 
 from mis.exceptions import MisValueError
 from mis.quant import weight_quantizer
+from mis.quant import STACKED_QUANTIZERS, stacked_quantize
 from mis.studies import synthetic
-from mis.studies.common import fill_keep_best_padding
-from mis.studies.config import (
-    SyntheticConfig,
+from mis.studies._common import derive_seed, fill_keep_best_padding
+from mis.studies.synthetic import (
+    Config,
+    default_config,
     demo_config,
-    full_config,
     load_config,
+    pipeline,
 )
-from mis.studies.stacked import STACKED_QUANTIZERS, KeepBestRecorder, stacked_quantize
+from mis.studies.synthetic.stacked import KeepBestRecorder
 from mis.train import GaussianMixture, QuadraticLinear, TrainConfig, train_ensemble
 from mis.train.trajectory import TrajectoryRecorder
 from tests import naive
@@ -37,7 +39,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TINY_QUANTIZERS = ("sign", "ternary-90", "2bit", "5bit")
 
 
-def tiny_config(**over) -> SyntheticConfig:
+def tiny_config(**over) -> Config:
     d = {
         "study": {"runs": 8, "chunk_size": 3, "workers": 1, "seed": 3},
         "data": {
@@ -55,7 +57,7 @@ def tiny_config(**over) -> SyntheticConfig:
     }
     for section, values in over.items():
         d.setdefault(section, {}).update(values)
-    return SyntheticConfig.from_dict(d)
+    return Config.from_dict(d)
 
 
 # ------------------------------------------------------------------------------------------
@@ -199,13 +201,13 @@ def test_recorder_bad_arguments():
 # ------------------------------------------------------------------------------------------
 def test_shipped_toml_is_the_full_study_and_demo_is_valid():
     full = load_config(ROOT / "experiments" / "synthetic.toml")
-    assert full == full_config()
+    assert full == default_config()
     assert full.study.runs == 300 and full.train.epochs == 3000 and full.train.lr == 1e-4
     assert full.data.k_modes == (6, 8, 16) and full.data.sigmas == (1.5, 2.0, 3.0)
     assert len(full.settings()) == 9 and len(full.trajectory.quantizers) == 8
     demo = demo_config()
     assert len(demo.settings()) == 1 and demo.study.runs >= 40
-    assert SyntheticConfig.from_dict(demo.as_dict()) == demo  # JSON round trip
+    assert Config.from_dict(demo.as_dict()) == demo  # JSON round trip
 
 
 @pytest.mark.parametrize(
@@ -247,14 +249,14 @@ def test_partial_toml_keeps_defaults(tmp_path):
     p.write_text("[study]\nruns = 20\n[data]\nk_modes = [8]\nsigmas = [2.0]\n")
     cfg = load_config(p)
     assert cfg.study.runs == 20 and cfg.settings() == [(8, 2.0)]
-    assert cfg.train == full_config().train and cfg.mis == full_config().mis
+    assert cfg.train == default_config().train and cfg.mis == default_config().mis
 
 
 def test_derive_seed_is_deterministic_and_distinct():
-    a = synthetic.derive_seed(0, 4, 8, 2000, 7)
-    assert a == synthetic.derive_seed(0, 4, 8, 2000, 7)
+    a = derive_seed(0, 4, 8, 2000, 7)
+    assert a == derive_seed(0, 4, 8, 2000, 7)
     others = {
-        synthetic.derive_seed(s, p, 8, 2000, r) for s in (0, 1) for p in (4, 5) for r in (7, 8)
+        derive_seed(s, p, 8, 2000, r) for s in (0, 1) for p in (4, 5) for r in (7, 8)
     }
     assert len(others) == 8 and 0 <= a < 2**63
 
@@ -273,7 +275,7 @@ def _strip(results: dict) -> dict:
 @pytest.fixture(scope="module")
 def tiny_study(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth") / "run"
-    results = synthetic.run_synthetic(tiny_config(), out, progress=False, log=None)
+    results = synthetic.run_synthetic(tiny_config(), out, progress=False)
     return out, results
 
 
@@ -345,7 +347,7 @@ def test_interrupted_study_resumes_bit_for_bit(tiny_study, tmp_path, monkeypatch
     ref_out, ref_results = tiny_study
     out = tmp_path / "run"
     cfg = tiny_config()
-    real_train, real_mis = synthetic.train_chunk_job, synthetic.mis_job
+    real_train, real_mis = pipeline.train_chunk_job, pipeline.discriminator_job
     calls = {"train": 0, "mis": 0}
 
     def flaky(kind, real, stop_at):
@@ -357,15 +359,15 @@ def test_interrupted_study_resumes_bit_for_bit(tiny_study, tmp_path, monkeypatch
 
         return job
 
-    monkeypatch.setattr(synthetic, "train_chunk_job", flaky("train", real_train, 3))
+    monkeypatch.setattr(pipeline, "train_chunk_job", flaky("train", real_train, 3))
     with pytest.raises(KeyboardInterrupt):
-        synthetic.run_synthetic(cfg, out, progress=False, log=None)
-    monkeypatch.setattr(synthetic, "train_chunk_job", real_train)
-    monkeypatch.setattr(synthetic, "mis_job", flaky("mis", real_mis, 4))
+        synthetic.run_synthetic(cfg, out, progress=False)
+    monkeypatch.setattr(pipeline, "train_chunk_job", real_train)
+    monkeypatch.setattr(pipeline, "discriminator_job", flaky("mis", real_mis, 4))
     with pytest.raises(KeyboardInterrupt):
-        synthetic.run_synthetic(cfg, out, progress=False, log=None)
-    monkeypatch.setattr(synthetic, "mis_job", real_mis)
-    results = synthetic.run_synthetic(cfg, out, progress=False, log=None)
+        synthetic.run_synthetic(cfg, out, progress=False)
+    monkeypatch.setattr(pipeline, "discriminator_job", real_mis)
+    results = synthetic.run_synthetic(cfg, out, progress=False)
     assert results["timing"]["jobs"]["train"] == {"run": 0, "skipped": 6}
     assert results["timing"]["jobs"]["mis"] == {"run": 7, "skipped": 3}
     assert _strip(results) == _strip(ref_results)
@@ -395,7 +397,7 @@ def test_other_config_in_same_directory_is_refused(tiny_study):
     out, _ = tiny_study
     cfg = tiny_config(train={"epochs": 41})
     with pytest.raises(MisValueError, match=r"train\.epochs"):
-        synthetic.run_synthetic(cfg, out, progress=False, log=None)
+        synthetic.run_synthetic(cfg, out, progress=False)
 
 
 def test_study_without_mis(tmp_path):
@@ -405,14 +407,14 @@ def test_study_without_mis(tmp_path):
         mis={"enabled": False},
         analysis={"k_runs": [2, 4]},
     )
-    res = synthetic.run_synthetic(cfg, tmp_path / "r", progress=False, log=None)
+    res = synthetic.run_synthetic(cfg, tmp_path / "r", progress=False)
     assert res["settings"][0]["mis"] is None and res["settings"][0]["agreement"] is None
     assert "not run" in (tmp_path / "r" / "report.md").read_text()
     assert not (tmp_path / "r" / "fig2_rq_vs_mis.png").exists()
 
 
 def test_run_synthetic_bad_arguments(tmp_path):
-    with pytest.raises(MisValueError, match="SyntheticConfig"):
+    with pytest.raises(MisValueError, match="synthetic.Config"):
         synthetic.run_synthetic({"study": {}}, tmp_path)
     with pytest.raises(MisValueError, match="stop_after"):
         synthetic.run_synthetic(tiny_config(), tmp_path, stop_after="report")
@@ -446,8 +448,6 @@ def test_cli_synth_with_config_and_bad_config(tmp_path, capsys):
 def test_cli_executor_option(tmp_path, capsys, executor):
     from mis import cli
 
-    if cli._executors() is None:
-        pytest.skip("mis.train.executors is not available")
     cfg = tiny_config(
         study={"runs": 4, "chunk_size": 2},
         data={"sigmas": [1.0]},

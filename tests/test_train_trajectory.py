@@ -159,7 +159,7 @@ def test_mse_losses_of_a_regression_mlp_with_a_stacked_quantizer():
     """loss="mse": the recorded loss is (f_Q(x) − y)² of the quantized MLP, with weights and
     biases quantized (StackedQuantizer equals weight_quantizer per model)."""
     from mis.quant import weight_quantizer
-    from mis.studies.stacked import StackedQuantizer
+    from mis.quant import StackedQuantizer
 
     g = torch.Generator().manual_seed(1)
     mods = [build_model("mlp", in_features=5, hidden=(7,), n_classes=1) for _ in range(3)]

@@ -80,7 +80,7 @@ from mis._validation import (
     table,
 )
 from mis.exceptions import MisValueError
-from mis.quant import QuantConfig, get_method, method_label
+from mis.quant import QuantConfig, available_methods, get_method, method_label
 from mis.studies._common import load_toml, override_sections, sections_dict
 from mis.train.config import TrainConfig
 from mis.train.models import available_models
@@ -289,8 +289,11 @@ class QuantSection:
         for i, m in enumerate(methods):
             try:
                 get_method(m)
-            except MisValueError as exc:
-                raise MisValueError(f"quant.methods[{i}]: {exc}") from None
+            except MisValueError:
+                raise MisValueError(
+                    f"quant.methods[{i}] = {m!r} is not a registered quantization method; "
+                    f"available methods: {list(available_methods())}"
+                ) from None
         object.__setattr__(self, "methods", methods)
         object.__setattr__(self, "bits", sequence(self.bits, "quant.bits", bit_width, min_len=0))
         d = self.decoupled_last_layer_bits

@@ -102,7 +102,7 @@ def train_job(config: Mapping[str, Any], index: int, seed: int, scratch) -> dict
     a, b = config["models"]
     data = load_data(cfg)
     device = _device(cfg)
-    keep = np.asarray(RunStore(config["store"], create=False).load("keep")[a:b])
+    keep = np.array(RunStore(config["store"], create=False).load("keep")[a:b])  # writable
     seeds = [derive_seed(cfg.study.seed, INIT, m) for m in range(a, b)]
     fn = model_factory(cfg, data)
     tc = cfg.train.train_config()
@@ -167,7 +167,7 @@ def quant_job(config: Mapping[str, Any], index: int, seed: int, scratch) -> dict
     data = load_data(cfg)
     device = _device(cfg)
     store = RunStore(config["store"], create=False)
-    keep_row = np.asarray(store.load("keep")[m])
+    keep_row = np.array(store.load("keep")[m])  # writable
     with torch_threads(cfg.study.torch_threads):
         model = load_model(cfg, store, m, data).to(device)
         x = data.tensor(data.x)

@@ -21,7 +21,6 @@ so a bootstrap resample costs O(n) and is never re-sorted.
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import asdict, dataclass, field
 
@@ -771,46 +770,3 @@ def compare_roc(
         n_valid=int(reps.shape[0]),
         replicates=reps_all,
     )
-
-
-# TEMP shim
-def t_interval(values, confidence_level: float = 0.95) -> dict:
-    """Mean, sd (ddof 1) and Student-t interval of the finite values (NaN when undefined)."""
-    from scipy import stats  # TEMP shim
-
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    n = int(v.size)
-    if n == 0:
-        return {"mean": math.nan, "sd": math.nan, "low": math.nan, "high": math.nan, "n": 0}
-    mean = float(v.mean())
-    if n < 2:
-        return {"mean": mean, "sd": math.nan, "low": math.nan, "high": math.nan, "n": n}
-    sd = float(v.std(ddof=1))
-    half = float(stats.t.ppf((1 + confidence_level) / 2, n - 1)) * sd / math.sqrt(n)
-    return {"mean": mean, "sd": sd, "low": mean - half, "high": mean + half, "n": n}
-
-
-def holm(pvalues, alpha: float) -> tuple[np.ndarray, np.ndarray]:
-    """Holm's step-down adjusted p-values and rejections at family-wise level ``alpha``.
-
-    With the m finite p-values sorted ascending, ``p̃_(i) = min(1, max_{j ≤ i} (m − j + 1)
-    p_(j))`` (1-based) and H_(i) is rejected when ``p̃_(i) ≤ alpha`` — the same numbers as
-    ``statsmodels.stats.multitest.multipletests(p, alpha, method="holm")`` (checked in the
-    tests; computed here because that function calls ``gc.collect()`` on every call, a
-    third of a second each in a process holding torch). NaN p-values stay NaN and are
-    not rejected; they do not count in m.
-    """
-    p = np.asarray(pvalues, dtype=np.float64)
-    adj = np.full(p.shape, np.nan)
-    rej = np.zeros(p.shape, dtype=bool)
-    ok = np.flatnonzero(np.isfinite(p))
-    if ok.size:
-        order = ok[np.argsort(p[ok], kind="stable")]
-        m = order.size
-        a = np.minimum(1.0, np.maximum.accumulate(p[order] * np.arange(m, 0, -1)))
-        adj[order] = a
-        rej[order] = a <= alpha
-    return adj, rej
-
-

@@ -93,18 +93,3 @@ __all__ = [
     "weight_quantizer",
     "weight_range",
 ]
-
-from mis.quant.aubinais import AUBINAIS_QUANTIZERS  # noqa: E402  TEMP shim
-from mis.quant.stacked import STACKED_QUANTIZERS, StackedQuantizer, stacked_quantize  # noqa: E402
-
-_QL = {"sign": "Sign", "ternary-33": "1.58b 33%", "ternary-50": "1.58b 50%", "ternary-90": "1.58b 90%",
-       "2bit": "2 bits", "3bit": "3 bits", "4bit": "4 bits", "5bit": "5 bits", "original": "original"}
-_ML = {"rtn": "RTN", "adaround": "AdaRound", "brecq": "BRECQ", "obc": "OBC", "gptq": "GPTQ"}
-
-
-def quantizer_label(name):
-    return _QL.get(name, name)
-
-
-def method_label(name):
-    return _ML.get(name, name)

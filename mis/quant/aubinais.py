@@ -176,5 +176,3 @@ def bbit_quantize(w, bits: int, *, alpha: str = "pow2max") -> torch.Tensor:
     k = torch.where((k > 1) & ((k - 1) * step >= mag), k - 1, k)
     k = torch.where((k < n) & (k * step < mag), k + 1, k)
     return _finish(_sign(x) * (k * step), w)
-
-AUBINAIS_QUANTIZERS = ("sign", "ternary-33", "ternary-50", "ternary-90", "2bit", "3bit", "4bit", "5bit")

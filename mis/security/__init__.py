@@ -45,10 +45,6 @@ def __getattr__(name):
         from mis.security import discriminator
 
         return getattr(discriminator, name)
-    if name == "discriminator_mis":  # TEMP shim
-        from mis.security import discriminator
-
-        return discriminator.mis_baseline
     raise AttributeError(f"module 'mis.security' has no attribute {name!r}")
 
 

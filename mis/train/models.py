@@ -291,7 +291,3 @@ def build_model(name: str, **kwargs) -> nn.Module:
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def available_models():  # TEMP shim
-    return tuple(sorted(_REGISTRY))

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from PIL import Image  # Pillow: installed as a dependency of matplotlib
 
 from mis._progress import progress_bar
-from mis._validation import as_generator, positive_int
+from mis._validation import as_generator, positive_int, real
 from mis.exceptions import MisValueError
 from mis.store import atomic_write
 
@@ -155,10 +155,8 @@ class GaussianMixture:
         """Draw a mixture (centres and cluster labels) from ``rng`` (see the class docstring)."""
         dim = positive_int(dim, "dim")
         k_modes = positive_int(k_modes, "k_modes", minimum=2)
-        if not (np.isfinite(sigma) and sigma > 0):
-            raise MisValueError(f"sigma must be a positive finite number; got {sigma!r}")
-        if not (np.isfinite(centre_scale) and centre_scale > 0):
-            raise MisValueError(f"centre_scale must be positive; got {centre_scale!r}")
+        real(sigma, "sigma", 0.0, open_lo=True)
+        real(centre_scale, "centre_scale", 0.0, open_lo=True)
         g = as_generator(rng)
         centres = centre_scale * g.standard_normal((k_modes, dim))
         labels = g.permutation(np.arange(k_modes) % 2).astype(np.int64)

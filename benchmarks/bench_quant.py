@@ -44,6 +44,16 @@ import time
 
 import torch
 
+from mis.quant.grids import (
+    AffineGrid,
+    _fix_degenerate,
+    _scale_zero,
+    _screened_best,
+    as_channels,
+    mse_grid,
+    shrink_factors,
+)
+
 # (out, in, kh, kw) of the CIFAR ResNet-18 (conv1 3x3 stride 1, no max-pool), in order.
 RESNET18_CIFAR = (
     [(64, 3, 3, 3)]
@@ -109,8 +119,6 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from mis.quant.grids import mse_grid
-
     shapes = QUICK if args.quick else RESNET18_CIFAR
     ws = make_weights(shapes)
     n_params = sum(w.numel() for w in ws)
@@ -171,8 +179,6 @@ def main():
 
 
 def _ranges(w):
-    from mis.quant.grids import _fix_degenerate, as_channels
-
     x = as_channels(w)
     lo, hi = _fix_degenerate(x.amin(1), x.amax(1))
     return x, lo, hi
@@ -180,16 +186,12 @@ def _ranges(w):
 
 def screen_stats(w, n_levels):
     """Candidates evaluated exactly per channel (0: the screen alone decided)."""
-    from mis.quant.grids import _screened_best, shrink_factors
-
     x, lo, hi = _ranges(w)
     return _screened_best(x, lo, hi, n_levels, shrink_factors(), False, 2.4)[1]
 
 
 def all_errors_float64(w, n_levels, p=2.4):
     """(C, 80) float64 errors of every candidate (AffineGrid.error), no screening."""
-    from mis.quant.grids import AffineGrid, _scale_zero, shrink_factors
-
     x, lo, hi = _ranges(w)
     cols = []
     for f in shrink_factors():
@@ -200,8 +202,6 @@ def all_errors_float64(w, n_levels, p=2.4):
 
 def candidate_index(w, grid, n_levels):
     """Index of the candidate whose scale the grid has."""
-    from mis.quant.grids import _scale_zero, shrink_factors
-
     _, lo, hi = _ranges(w)
     f = shrink_factors()
     s, _ = _scale_zero(lo[:, None] * f, hi[:, None] * f, n_levels, False)

@@ -74,7 +74,7 @@ def main(argv=None):
     n_sleep = 8 if args.quick else 20
     tmp = Path(tempfile.mkdtemp(prefix="bench_scaleout_"))
 
-    import distributed
+    import distributed  # dask is the optional extra mis[dask]
 
     print(f"dask {distributed.__version__}; {args.workers} worker processes x 1 thread")
     t_start, cluster = _timed(

@@ -30,11 +30,13 @@ import time
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset
 
-from mis.train.data import GaussianMixture
+from mis.train.config import TrainConfig
+from mis.train.data import GaussianMixture, random_flip_crop
 from mis.train.ensemble import train_ensemble
 from mis.train.models import build_model
-from mis.train.trainer import TrainConfig, train_model
+from mis.train.trainer import train_model
 
 
 def peak_rss_mb() -> float:
@@ -106,10 +108,6 @@ def part2(args):
     if not torch.cuda.is_available():
         print("[2] ResNet-18 GPU throughput: skipped (no CUDA device)")
         return
-    from torch.utils.data import DataLoader, Dataset
-
-    from mis.train.data import random_flip_crop
-
     n = args.gpu_images
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, 3, 32, 32, generator=g)

@@ -33,8 +33,6 @@ import time
 import numpy as np
 import torch
 
-import mis.quant.adaround  # registers "adaround"
-import mis.quant.brecq  # noqa: F401  registers "brecq"
 from mis.quant import QuantConfig, quantize_model, select_calibration
 from mis.train import TrainConfig, build_model, keep_masks, load_digits, train_model
 from mis.train.models import _BasicBlock

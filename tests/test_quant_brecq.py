@@ -10,7 +10,7 @@ from torch import nn
 
 from mis.exceptions import MisValueError
 from mis.quant import brecq as brecq_mod  # noqa: F401  registers "brecq"
-from mis.quant.api import QuantConfig, quantization_report, quantize_model
+from mis.quant.api import QuantConfig, plan_layers, quantization_report, quantize_model
 from mis.quant.brecq import BRECQConfig, find_blocks
 from mis.quant.calibration import select_calibration
 from mis.quant.fold import fold_batchnorm, fold_pair
@@ -154,8 +154,6 @@ def test_units_of_resnet():
     model = tiny_resnet()
     fold_batchnorm(model)
     cfg = QuantConfig(bits=2)
-    from mis.quant.api import plan_layers
-
     units = build_units(
         model, plan_layers(model, cfg), analyse_structure(model), find_blocks(model)
     )

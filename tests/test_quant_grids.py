@@ -8,7 +8,18 @@ import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from numba import njit
 
+from mis._kernels.quant import (
+    _LANES,
+    POW_REL_ERR,
+    _interior_terms,
+    exact_error,
+    interior_poly,
+    lp_brackets,
+    lp_search_rows,
+    pow_approx,
+)
 from mis.exceptions import MisValueError
 from mis.quant import grids as G
 from tests import naive
@@ -318,8 +329,6 @@ def search_rows(draw):
 
 
 def _search(x, lo, hi, L, f, symmetric, norm):
-    from mis._kernels.quant import interior_poly, lp_search_rows
-
     coef, bound = interior_poly(norm)
     best = np.empty(x.shape[0], np.int64)
     n_exact = np.empty(x.shape[0], np.int64)
@@ -330,10 +339,6 @@ def _search(x, lo, hi, L, f, symmetric, norm):
 
 
 def test_pow_approx_relative_error():
-    from numba import njit
-
-    from mis._kernels.quant import POW_REL_ERR, pow_approx
-
     @njit
     def apply(x, p):
         out = np.empty_like(x)
@@ -361,10 +366,6 @@ def test_pow_approx_relative_error():
 @pytest.mark.parametrize("p", [1.0, 2.0, 2.4, 3.5])
 def test_interior_polynomial_bound(p):
     # The kernel's own float32 evaluation of P(fl(4e - 1)) against (2e)^p in float64.
-    from numba import njit
-
-    from mis._kernels.quant import _LANES, _interior_terms, interior_poly
-
     coef, bound = interior_poly(p)
 
     @njit
@@ -400,8 +401,6 @@ def test_interior_polynomial_bound(p):
     st.sampled_from([2.0, 2.4, 3.0]),
 )
 def test_brackets_contain_the_float64_error(w, bits, symmetric, include_zero, norm):
-    from mis._kernels.quant import interior_poly, lp_brackets
-
     L = G.bits_to_levels(bits)
     x, lo, hi = _prepared(w, symmetric, include_zero)
     f = G.shrink_factors(20, 0.04)
@@ -458,8 +457,6 @@ def test_search_picks_the_first_float64_minimum(w, bits, symmetric, include_zero
 
 
 def test_exact_error_is_the_naive_float64_error():
-    from mis._kernels.quant import exact_error
-
     w = gaussian(4, (3, 77)).numpy()
     f = G.shrink_factors(10, 0.05)
     ref, _ = naive.lp_search_loop(

@@ -30,6 +30,7 @@ from mis.quant.obc import (
     outside_range,
     prepare_hessian,
 )
+from mis.train import TrainConfig, build_model, load_digits, train_model
 from tests import naive
 
 BITS = (4, 2, 1.58, 1)
@@ -389,8 +390,6 @@ def test_obc_and_gptq_on_cuda_match_cpu():
 
 
 def digits_run(seed, epochs, batchnorm=False, width=16):
-    from mis.train import TrainConfig, build_model, load_digits, train_model
-
     ds = load_digits()
     x, y = ds.tensor(), torch.as_tensor(ds.y)
     keep = np.random.default_rng(seed).random(len(y)) < 0.5

@@ -9,7 +9,6 @@ they inherit from pytest (spawned processes), as real workers import ``mis``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -27,12 +26,7 @@ import torch
 
 from mis.exceptions import MisValueError
 from mis.store import RunStore
-from mis.train.executors import (
-    DaskExecutor,
-    add_executor_arguments,
-    executor_from_args,
-    make_executor,
-)
+from mis.train.executors import DaskExecutor, make_executor
 from mis.train.jobs import (
     JobSpec,
     ProcessExecutor,
@@ -102,7 +96,7 @@ def _numpy_job(config, index, seed, scratch):
 
 def _resource_job(config, index, seed, scratch):
     """Records the GPU units left on its worker while it runs (0 when it holds the one)."""
-    from distributed import get_worker
+    from distributed import get_worker  # dask is the optional extra mis[dask]
 
     free = get_worker().state.available_resources.get("GPU", -1.0)
     return {"gpu_free": np.array([free])}
@@ -154,23 +148,24 @@ def test_make_executor_kinds_and_bad_input():
         make_executor("process", n_workers=0)
 
 
-def test_executor_arguments_round_trip():
-    parser = argparse.ArgumentParser()
-    add_executor_arguments(parser)
-    args = parser.parse_args([])
-    assert (args.executor, args.scheduler, args.gpu, args.retries) == ("serial", None, False, 2)
-    assert isinstance(executor_from_args(args), SerialExecutor)
-    args = parser.parse_args(["--executor", "process", "--workers", "3", "--gpu"])
-    ex = executor_from_args(args)  # --gpu means nothing to a process pool: ignored
-    assert isinstance(ex, ProcessExecutor) and ex.max_workers == 3
-    args = parser.parse_args(["--executor", "serial", "--scheduler", "tcp://h:1"])
+# every execution option as a command line passes it through, unset (the defaults)
+UNSET = dict(scheduler=None, n_workers=None, threads_per_worker=None, gpu=False, retries=2,
+             torch_threads=None)  # fmt: skip
+
+
+def test_make_executor_takes_every_option_as_parsed():
+    """make_executor alone serves a command line: all options passed through, unset ones
+    at their defaults, Dask-only ones refused for another executor."""
+    assert isinstance(make_executor(), SerialExecutor)  # the default executor
+    assert isinstance(make_executor("serial", **UNSET), SerialExecutor)
+    ex = make_executor("process", **{**UNSET, "n_workers": 3, "gpu": True})
+    assert isinstance(ex, ProcessExecutor) and ex.max_workers == 3  # gpu: ignored by a pool
     with pytest.raises(MisValueError, match="dask executor only"):
-        executor_from_args(args)
-    args = parser.parse_args(["--executor", "process", "--torch-threads", "4"])
+        make_executor("serial", **{**UNSET, "scheduler": "tcp://h:1"})
     with pytest.raises(MisValueError, match=r"\['torch_threads'\].*dask executor only"):
-        executor_from_args(args)
-    with pytest.raises(SystemExit):
-        parser.parse_args(["--executor", "slurm"])
+        make_executor("process", **{**UNSET, "torch_threads": 4})
+    with pytest.raises(MisValueError, match=r"executor must be one of .*got 'slurm'"):
+        make_executor("slurm", **UNSET)
 
 
 def test_dask_executor_rejects_inconsistent_options():
@@ -341,10 +336,8 @@ def test_finished_jobs_are_not_submitted(client, tmp_path):
 
 def test_gpu_resource_is_requested(client, tmp_path):
     """With gpu=True each job holds the worker's GPU unit while it runs."""
-    parser = argparse.ArgumentParser()
-    add_executor_arguments(parser)
-    argv = ["--executor", "dask", "--scheduler", client.scheduler.address, "--gpu"]
-    ex = executor_from_args(parser.parse_args([*argv, "--torch-threads", "1"]))
+    options = {"scheduler": client.scheduler.address, "gpu": True, "torch_threads": 1}
+    ex = make_executor("dask", **{**UNSET, **options})
     assert isinstance(ex, DaskExecutor) and ex.resources == {"GPU": 1.0}
     assert ex.torch_threads == 1
     specs = _specs(tmp_path / "gpu", 3, {})
@@ -415,11 +408,9 @@ def test_command_line_scheduler_and_gpu_worker(tmp_path):
         procs.append(subprocess.Popen([*dask_cli, *worker], stdout=log, stderr=log, env=env))
         with distributed.Client(scheduler_file=str(sched_file), set_as_default=False) as c:
             c.wait_for_workers(1, timeout=60)
-        parser = argparse.ArgumentParser()
-        add_executor_arguments(parser)
-        args = parser.parse_args(["--executor", "dask", "--scheduler", str(sched_file), "--gpu"])
+        ex = make_executor("dask", **{**UNSET, "scheduler": str(sched_file), "gpu": True})
         specs = _specs(tmp_path / "run", 3, {})
-        assert run_jobs(_resource_job, specs, executor_from_args(args)) == ["done"] * 3
+        assert run_jobs(_resource_job, specs, ex) == ["done"] * 3
         free = gather(tmp_path / "run", [s.name for s in specs], "gpu_free")
         np.testing.assert_array_equal(free, 0.0)
     finally:

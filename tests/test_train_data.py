@@ -10,6 +10,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from PIL import Image
 
 from mis.exceptions import MisValueError
 from mis.train import data
@@ -172,8 +173,6 @@ def test_restricted_unpickler_reads_numpy_and_containers(protocol):
 
 
 def test_load_tinyimagenet_layout(tmp_path):
-    from PIL import Image
-
     root = tmp_path / "tiny-imagenet-200"
     wnids = ["n01443537", "n01629819"]
     (root / "val" / "images").mkdir(parents=True)

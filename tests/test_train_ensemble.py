@@ -10,10 +10,11 @@ import torch
 
 from mis.exceptions import MisValueError
 from mis.train import data
+from mis.train.config import TrainConfig, init_model
 from mis.train.ensemble import Ensemble, train_ensemble
 from mis.train.masks import keep_masks
 from mis.train.models import build_model
-from mis.train.trainer import TrainConfig, train_model
+from mis.train.trainer import train_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -155,8 +156,6 @@ def test_ensemble_rejects_batchnorm_and_bad_subsets():
 def test_mse_ensemble_equals_plain_adam_loop_per_model():
     """loss="mse": each model of the ensemble ends where a plain torch.optim.Adam loop on
     the mean squared error of its own subset ends (full batch)."""
-    from mis.train.trainer import init_model
-
     g = torch.Generator().manual_seed(0)
     x = torch.randn(40, 6, generator=g)
     y = x[:, 0] - 0.5 * x[:, 1] + 0.1 * torch.randn(40, generator=g)

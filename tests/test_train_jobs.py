@@ -15,12 +15,14 @@ import torch
 
 from mis.exceptions import MisValueError
 from mis.store import RunStore
+from mis.train import jobs
 from mis.train.jobs import (
     JobSpec,
     ProcessExecutor,
     SerialExecutor,
     gather,
     lira_job,
+    run_job,
     run_jobs,
     trajectory_job,
 )
@@ -50,9 +52,7 @@ def _specs(store, n=4, config=LIRA):
 
 def _killable_job(config, index, seed, scratch):
     """lira_job, but SIGKILLs its own process at epoch e of model i when MIS_KILL='i:e'."""
-    from mis.train import jobs, trainer
-
-    real = trainer.train_model
+    real = jobs.train_model
 
     def train_model(*args, callbacks=(), **kwargs):
         def killer(epoch, view):
@@ -61,11 +61,11 @@ def _killable_job(config, index, seed, scratch):
 
         return real(*args, callbacks=[*callbacks, killer], **kwargs)
 
-    trainer.train_model = train_model
+    jobs.train_model = train_model
     try:
         return jobs.lira_job(config, index, seed, scratch)
     finally:
-        trainer.train_model = real
+        jobs.train_model = real
 
 
 def _run_study(store):  # entry point of the subprocess
@@ -158,8 +158,6 @@ def test_trajectory_job(tmp_path):
 
 
 def test_job_must_return_arrays(tmp_path):
-    from mis.train.jobs import run_job
-
     with pytest.raises(MisValueError, match="mapping"):
         run_job(lambda c, i, s, d: None, JobSpec(str(tmp_path), "a", 0, 0, {}))
     assert functools  # imported for partial-based factories in other tests

@@ -10,11 +10,11 @@ import torch
 
 from mis.exceptions import MisValueError
 from mis.store import RunStore
+from mis.train.config import TrainConfig
 from mis.train.data import hflip
 from mis.train.ensemble import train_ensemble
 from mis.train.logits import extract_logits
 from mis.train.models import build_model
-from mis.train.trainer import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

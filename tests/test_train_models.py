@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
+from mis._progress import progress_bar
 from mis.exceptions import MisValueError
 from mis.train import models
 
@@ -61,20 +65,22 @@ def test_build_model_unknown_name():
         models.build_model("vgg")
 
 
-def test_mis_train_import_is_light():
-    import subprocess
-    import sys
-
+def test_import_layering():
+    """mis.quant never imports mis.train (train may import quant); the optional extras
+    (dask, RDKit, datamol, scikit-learn) are imported only when used."""
     code = (
-        "import sys, mis.train; from mis.train import keep_masks; keep_masks(2, 3, 0.5, 0); "
-        "assert 'torch' not in sys.modules, 'torch imported eagerly'"
+        "import sys, mis.quant\n"
+        "assert not [m for m in sys.modules if m.startswith('mis.train')], 'quant imports train'\n"
+        "import mis.chem, mis.train, mis.train.executors\n"
+        "from mis.train import keep_masks; keep_masks(2, 3, 0.5, 0)\n"
+        "extras = {'dask', 'distributed', 'rdkit', 'datamol', 'sklearn'}\n"
+        "loaded = extras & {m.split('.')[0] for m in sys.modules}\n"
+        "assert not loaded, f'optional extras imported eagerly: {loaded}'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_progress_bar_quiet_without_terminal():
-    from mis.train import progress_bar
-
     bar = progress_bar(range(3), desc="x")  # pytest captures stderr: not a terminal
     assert bar.disable and list(bar) == [0, 1, 2]
     assert not progress_bar(range(1), enabled=True).disable

@@ -10,8 +10,9 @@ import torch
 
 from mis.exceptions import MisValueError
 from mis.train import data
+from mis.train.config import TrainConfig, epoch_plan, lr_at
 from mis.train.models import build_model
-from mis.train.trainer import TrainConfig, epoch_plan, lr_at, train_model
+from mis.train.trainer import train_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -12,11 +12,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mis.exceptions import MisValueError
+from mis.quant import StackedQuantizer, weight_quantizer
 from mis.store import RunStore
 from mis.train import data
+from mis.train.config import TrainConfig
 from mis.train.ensemble import Ensemble, train_ensemble
 from mis.train.models import QuadraticLinear, build_model
-from mis.train.trainer import TrainConfig, train_model
+from mis.train.trainer import train_model
 from mis.train.trajectory import TrajectoryRecorder, weights_hash
 from tests import naive
 
@@ -158,9 +160,6 @@ def test_recorder_bad_inputs():
 def test_mse_losses_of_a_regression_mlp_with_a_stacked_quantizer():
     """loss="mse": the recorded loss is (f_Q(x) − y)² of the quantized MLP, with weights and
     biases quantized (StackedQuantizer equals weight_quantizer per model)."""
-    from mis.quant import weight_quantizer
-    from mis.quant import StackedQuantizer
-
     g = torch.Generator().manual_seed(1)
     mods = [build_model("mlp", in_features=5, hidden=(7,), n_classes=1) for _ in range(3)]
     for m in mods:

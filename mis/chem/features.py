@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mis._validation import integer
 from mis.exceptions import MisValueError
 
 __all__ = ["FEATURE_KINDS", "featurize", "load_embeddings", "standardize"]
@@ -31,7 +32,7 @@ FEATURE_KINDS = ("morgan", "descriptors")
 
 
 def _rdkit():
-    try:
+    try:  # RDKit is the optional extra mis[chem]: imported only when features are computed
         from rdkit import Chem, RDLogger
         from rdkit.Chem import Descriptors, rdFingerprintGenerator
     except ImportError as err:  # pragma: no cover - depends on the environment
@@ -95,9 +96,8 @@ def featurize(
         raise MisValueError(
             f"kinds must be a non-empty subset of {list(FEATURE_KINDS)}; got {kinds}"
         )
-    for value, name, low in ((radius, "radius", 0), (n_bits, "n_bits", 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise MisValueError(f"{name} must be an integer >= {low}; got {value!r}")
+    integer(radius, "radius", 0)
+    integer(n_bits, "n_bits", 1)
     smiles = [str(s) for s in smiles]
     _, Descriptors, rdFingerprintGenerator = _rdkit()
     mols = parse_smiles(smiles)

@@ -47,17 +47,19 @@ class AdaRoundConfig(ReconstructionConfig):
 
 @register_method(
     "adaround",
+    options=AdaRoundConfig,
+    label="AdaRound",
     needs_calibration=True,
     description="AdaRound: learned rounding per layer (Nagel et al. 2020)",
 )
 def adaround(model: nn.Module, plan: QuantPlan, calib: Calibration) -> nn.Module:
     """Quantize ``model`` in place with AdaRound (the :mod:`mis.quant.api` method interface).
 
-    Settings come from ``plan.config.method_options`` (fields of :class:`AdaRoundConfig`,
-    or ``{"config": AdaRoundConfig(...)}``); mini-batches are drawn with
-    ``plan.config.seed``. The returned model carries ``mis_reconstruction``
+    Settings: ``plan.config.method_options``, an :class:`AdaRoundConfig` (the
+    :class:`~mis.quant.api.QuantConfig` built it from a mapping of its fields); mini-batches
+    are drawn with ``plan.config.seed``. The returned model carries ``mis_reconstruction``
     (:class:`~mis.quant.reconstruct.ReconstructionLog`).
     """
-    config = AdaRoundConfig.from_options(plan.config.method_options)
+    config = plan.config.method_options
     prepare = fold_batchnorm if config.fold_bn else None
     return run_method(model, plan, calib, config, method="adaround", blocks=(), prepare=prepare)

@@ -28,7 +28,8 @@ Method interface (for ``register_method``)
 
 * ``model``: the deep copy, to be modified in place (or replaced by the returned module).
 * ``plan``: :class:`QuantPlan` — ``plan.config`` (the :class:`QuantConfig`, with
-  ``method_options`` for the method's own settings and ``seed``) and ``plan.layers``, a
+  ``method_options``, an instance of the options dataclass the method was registered with,
+  and ``seed``) and ``plan.layers``, a
   tuple of :class:`PlannedLayer` ``(name, module, spec)`` whose ``module`` is the layer
   *inside the copy* and ``spec`` a :class:`LayerSpec` (``None`` = keep float).
   ``spec.grid(w)`` gives the :class:`~mis.quant.grids.AffineGrid` of a weight and
@@ -44,10 +45,9 @@ stored on the module (e.g. ``module.weight_grid``).
 from __future__ import annotations
 
 import copy
-import math
-import numbers
+import dataclasses
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
@@ -55,6 +55,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mis._validation import bit_width, boolean, integer, real, string
 from mis.exceptions import MisValueError
 from mis.quant.aubinais import bbit_quantize, sign_quantize, ternary_quantize
 from mis.quant.calibration import Calibration
@@ -65,9 +66,9 @@ from mis.quant.grids import (
     RANGE_METHODS,
     AffineGrid,
     as_channels,
-    bits_to_levels,
+    grid_for_levels,
+    levels_for_bits,
     levels_to_bits,
-    make_grid,
     shrink_factors,
     uaq,
 )
@@ -80,22 +81,17 @@ def _supported_names() -> str:
     return ", ".join(f"nn.{t.__name__}" for t in SUPPORTED_LAYERS)
 
 
-def _check_bits(value, name: str, allow_float: bool):
-    if allow_float and value == FLOAT:
+def _bits_or_float(value, name: str) -> float | int | str:
+    """A bit width (:func:`mis._validation.bit_width`) or ``"float"`` (keep the layer in
+    full precision)."""
+    if isinstance(value, str) and value == FLOAT:
         return FLOAT
     try:
-        bits_to_levels(value)
+        return bit_width(value, name)
     except MisValueError:
-        extra = ' or "float"' if allow_float else ""
         raise MisValueError(
-            f"{name} must be 1.58 or an integer in [1, 16]{extra}; got {value!r}"
+            f'{name} must be 1.58, an integer in [1, 16] or "float"; got {value!r}'
         ) from None
-    return 1.58 if bits_to_levels(value) == 3 else int(value)
-
-
-def _check_bool(value, name: str):
-    if not isinstance(value, bool):
-        raise MisValueError(f"{name} must be True or False; got {value!r}")
 
 
 # -------------------------------------------------------------------------------------------
@@ -125,26 +121,33 @@ class LayerSpec:
     shrink_step: float = DEFAULT_SHRINK_STEP
 
     def __post_init__(self):
-        object.__setattr__(self, "bits", _check_bits(self.bits, "bits", allow_float=False))
+        object.__setattr__(self, "bits", bit_width(self.bits, "bits"))
         for name in ("per_channel", "symmetric", "include_zero"):
-            _check_bool(getattr(self, name), name)
-        if self.range_method not in RANGE_METHODS:
-            raise MisValueError(
-                f"range_method must be one of {list(RANGE_METHODS)}; got {self.range_method!r}"
-            )
-        if not (
-            isinstance(self.norm, numbers.Real)
-            and not isinstance(self.norm, bool)
-            and self.norm > 0
-            and math.isfinite(self.norm)
-        ):
-            raise MisValueError(f"norm must be a finite number > 0; got {self.norm!r}")
+            boolean(getattr(self, name), name)
+        string(self.range_method, "range_method", RANGE_METHODS)
+        real(self.norm, "norm", 0.0, open_lo=True)
         shrink_factors(self.n_candidates, self.shrink_step)  # validates both
+
+    @classmethod
+    def _from_validated(cls, values: Mapping[str, Any]) -> LayerSpec:
+        """A spec of field values that a :class:`LayerSpec` (or a :class:`QuantConfig`,
+        or a method's options) has validated already: no second check."""
+        spec = object.__new__(cls)
+        for name in _GRID_FIELDS:
+            object.__setattr__(spec, name, values[name])
+        return spec
+
+    def _with(self, **validated) -> LayerSpec:
+        """This spec with some fields changed to values validated already (no check)."""
+        return LayerSpec._from_validated({**self._values(), **validated})
+
+    def _values(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _GRID_FIELDS}
 
     @property
     def n_levels(self) -> int:
         """Number of levels ``L`` (2 for sign)."""
-        return bits_to_levels(self.bits)
+        return levels_for_bits(self.bits)
 
     @property
     def is_sign(self) -> bool:
@@ -163,9 +166,9 @@ class LayerSpec:
                 "a 1-bit layer is quantized as α_c·sign(W) (Zhang et al.), which no affine grid "
                 "with an integer zero-point expresses; use mis.quant.sign_quantize(w, scale='mean')"
             )
-        return make_grid(
+        return grid_for_levels(
             w,
-            self.bits,
+            self.n_levels,
             per_channel=self.per_channel,
             symmetric=self.symmetric,
             range_method=self.range_method,
@@ -190,6 +193,10 @@ _GRID_FIELDS = tuple(f.name for f in fields(LayerSpec))
 @dataclass(frozen=True)
 class QuantConfig:
     """Configuration of :func:`quantize_model`; validated on construction.
+
+    Everything is checked here, once: the method name (in the registry), the grid options,
+    every bit width, the overrides and the method's own options (converted to the method's
+    options dataclass). What is built from a config afterwards is not checked again.
 
     Attributes
     ----------
@@ -216,8 +223,11 @@ class QuantConfig:
         Per-layer settings by module name (``dict(model.named_modules())`` keys): a bit
         width, ``"float"`` to keep the layer unquantized, or a mapping of
         :class:`LayerSpec` fields (e.g. ``{"bits": 8, "range_method": "minmax"}``).
-    method_options : mapping
-        Settings for the method itself (iterations, learning rate, ...), passed through.
+    method_options : mapping or the method's options dataclass
+        Settings of the method itself (iterations, learning rate, ...): a mapping of the
+        fields of the method's options class (``get_method(method).options``, e.g.
+        :class:`~mis.quant.adaround.AdaRoundConfig`, :class:`~mis.quant.obc.OBCOptions`),
+        or an instance of it. Stored as that instance (defaults filled in).
     seed : int, default 0
         Seed for methods with randomness.
     """
@@ -234,18 +244,26 @@ class QuantConfig:
     first_layer_bits: float | str | None = None
     last_layer_bits: float | str | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)
-    method_options: Mapping[str, Any] = field(default_factory=dict)
+    method_options: Any = field(default_factory=dict)
     seed: int = 0
 
     def __post_init__(self):
-        if not isinstance(self.method, str):
-            raise MisValueError(f"method must be a string; got {self.method!r}")
-        base = self.base_spec()  # validates the grid options and bits
+        info = get_method(string(self.method, "method"))
+        base = LayerSpec(
+            self.bits,
+            self.per_channel,
+            self.symmetric,
+            self.range_method,
+            self.include_zero,
+            self.norm,
+            self.n_candidates,
+            self.shrink_step,
+        )  # the one check of the grid options and bits
         object.__setattr__(self, "bits", base.bits)
         for name in ("first_layer_bits", "last_layer_bits"):
             v = getattr(self, name)
             if v is not None:
-                object.__setattr__(self, name, _check_bits(v, name, allow_float=True))
+                object.__setattr__(self, name, _bits_or_float(v, name))
         if not isinstance(self.overrides, Mapping):
             raise MisValueError(
                 f"overrides must be a mapping name -> bits; got {type(self.overrides).__name__}"
@@ -261,33 +279,17 @@ class QuantConfig:
                         f"overrides[{key!r}] has unknown fields {sorted(unknown)}; "
                         f"allowed: {list(_GRID_FIELDS)}"
                     )
-                replace(base, **v)  # validates
-                clean[key] = MappingProxyType(dict(v))
+                spec = LayerSpec(**{**base._values(), **v})  # validates
+                clean[key] = MappingProxyType({name: getattr(spec, name) for name in v})
             else:
-                clean[key] = _check_bits(v, f"overrides[{key!r}]", allow_float=True)
+                clean[key] = _bits_or_float(v, f"overrides[{key!r}]")
         object.__setattr__(self, "overrides", MappingProxyType(clean))
-        if not isinstance(self.method_options, Mapping):
-            raise MisValueError("method_options must be a mapping")
-        object.__setattr__(self, "method_options", MappingProxyType(dict(self.method_options)))
-        if (
-            isinstance(self.seed, bool)
-            or not isinstance(self.seed, numbers.Integral)
-            or self.seed < 0
-        ):
-            raise MisValueError(f"seed must be an integer >= 0; got {self.seed!r}")
+        object.__setattr__(self, "method_options", _build_options(info, self.method_options))
+        integer(self.seed, "seed", 0)
 
     def base_spec(self) -> LayerSpec:
         """The :class:`LayerSpec` of a layer without override."""
-        return LayerSpec(
-            self.bits,
-            self.per_channel,
-            self.symmetric,
-            self.range_method,
-            self.include_zero,
-            self.norm,
-            self.n_candidates,
-            self.shrink_step,
-        )
+        return LayerSpec._from_validated({name: getattr(self, name) for name in _GRID_FIELDS})
 
     def spec_for(self, name: str, *, first: bool, last: bool) -> LayerSpec | None:
         """Resolved spec of a supported layer (None = keep float); see the module docstring."""
@@ -296,10 +298,10 @@ class QuantConfig:
             v = self.overrides[name]
             if v == FLOAT:
                 return None
-            return replace(base, **v) if isinstance(v, Mapping) else replace(base, bits=v)
+            return base._with(**v) if isinstance(v, Mapping) else base._with(bits=v)
         for flag, v in ((last, self.last_layer_bits), (first, self.first_layer_bits)):
             if flag and v is not None:
-                return None if v == FLOAT else replace(base, bits=v)
+                return None if v == FLOAT else base._with(bits=v)
         return base
 
 
@@ -370,13 +372,36 @@ def plan_layers(model: nn.Module, config: QuantConfig) -> QuantPlan:
 
 
 @dataclass(frozen=True)
+class NoOptions:
+    """The options of a method that has none (the default of :func:`register_method`)."""
+
+
+@dataclass(frozen=True)
 class MethodInfo:
-    """A registered quantization method."""
+    """A registered quantization method.
+
+    Attributes
+    ----------
+    name : str
+        The registry key (``QuantConfig.method``).
+    fn : callable
+        ``fn(model, plan, calib) -> nn.Module | None`` (see the module docstring).
+    needs_calibration : bool
+        ``quantize_model`` refuses to run it without calibration data.
+    description : str
+    options : type
+        The frozen dataclass of the method's settings; ``QuantConfig.method_options``
+        becomes an instance of it, validated by its ``__post_init__``.
+    label : str
+        Display name in reports and figures (``"AdaRound"``).
+    """
 
     name: str
     fn: Callable
     needs_calibration: bool = False
     description: str = ""
+    options: type = NoOptions
+    label: str = ""
 
 
 _METHODS: dict[str, MethodInfo] = {}
@@ -386,24 +411,45 @@ def register_method(
     name: str,
     fn: Callable | None = None,
     *,
+    options: type | None = None,
+    label: str | None = None,
     needs_calibration: bool = False,
     description: str = "",
     overwrite: bool = False,
 ):
     """Register ``fn(model, plan, calib) -> model`` under ``name``; usable as a decorator.
 
-    See the module docstring for the interface. Re-registering a name raises unless
-    ``overwrite=True``.
+    Parameters
+    ----------
+    name : str
+    fn : callable, optional
+        The method (see the module docstring for the interface); omitted when used as a
+        decorator.
+    options : dataclass type, optional
+        The frozen dataclass of the method's settings, validated in its ``__post_init__``
+        (default :class:`NoOptions`: the method takes none).
+    label : str, optional
+        Display name (default: ``name``); read with :func:`method_label`.
+    needs_calibration : bool
+    description : str
+    overwrite : bool
+        Re-registering a name raises unless true.
     """
     if not isinstance(name, str) or not name:
         raise MisValueError(f"name must be a non-empty string; got {name!r}")
+    options = NoOptions if options is None else options
+    if not (isinstance(options, type) and dataclasses.is_dataclass(options)):
+        raise MisValueError(f"options of method {name!r} must be a dataclass type; got {options!r}")
+    label = name if label is None else string(label, "label")
 
     def deco(f):
         if not callable(f):
             raise MisValueError(f"method {name!r} must be callable; got {type(f).__name__}")
         if name in _METHODS and not overwrite:
             raise MisValueError(f"method {name!r} is already registered (pass overwrite=True)")
-        _METHODS[name] = MethodInfo(name, f, bool(needs_calibration), description)
+        _METHODS[name] = MethodInfo(
+            name, f, bool(needs_calibration), description, options=options, label=label
+        )
         return f
 
     return deco if fn is None else deco(fn)
@@ -415,12 +461,46 @@ def available_methods() -> tuple[str, ...]:
 
 
 def get_method(name: str) -> MethodInfo:
-    """The :class:`MethodInfo` registered under ``name``."""
+    """The :class:`MethodInfo` registered under ``name`` (the one lookup of the registry)."""
     if name not in _METHODS:
         raise MisValueError(
             f"unknown quantization method {name!r}; available: {list(available_methods())}"
         )
     return _METHODS[name]
+
+
+def method_label(name: str) -> str:
+    """Display name of a method (``"adaround"`` → ``"AdaRound"``); an unregistered name is
+    returned unchanged (e.g. a method of a results file whose plugin is not imported)."""
+    return _METHODS[name].label if name in _METHODS else name
+
+
+def _build_options(info: MethodInfo, options) -> Any:
+    """``options`` (a mapping of the fields of ``info.options``, or an instance of it) as an
+    instance of ``info.options``, validated.
+
+    Raises :class:`MisValueError` naming ``method_options.<key>`` and the valid keys for an
+    unknown key, and the field for an invalid value.
+    """
+    cls = info.options
+    if isinstance(options, cls):
+        return options
+    if not isinstance(options, Mapping):
+        raise MisValueError(
+            f"method_options of method {info.name!r} must be a mapping or a {cls.__name__}; "
+            f"got {type(options).__name__}"
+        )
+    valid = [f.name for f in fields(cls)]
+    unknown = [str(k) for k in options if k not in valid]
+    if unknown:
+        raise MisValueError(
+            f"unknown {', '.join(f'method_options.{k}' for k in unknown)} for method "
+            f"{info.name!r}; valid keys: {valid}"
+        )
+    try:
+        return cls(**options)
+    except MisValueError as exc:
+        raise MisValueError(f"method_options of method {info.name!r}: {exc}") from None
 
 
 # -------------------------------------------------------------------------------------------
@@ -518,7 +598,7 @@ class LayerReport:
     @property
     def bits_per_parameter(self) -> float:
         """Nominal ``log2(L)`` (32 for a float layer)."""
-        return 32.0 if self.bits is None else levels_to_bits(bits_to_levels(self.bits))
+        return 32.0 if self.bits is None else levels_to_bits(levels_for_bits(self.bits))
 
     @property
     def n_params(self) -> int:
@@ -683,6 +763,6 @@ def weight_quantizer(name: str, *, stacked: bool = False) -> WeightQuantizer:
         raise MisValueError(
             f"unknown weight quantizer {name!r}; available: {list(available_weight_quantizers())}"
         )
-    _check_bool(stacked, "stacked")
+    boolean(stacked, "stacked")
     fn, desc = _WEIGHT_QUANTIZERS[name]
     return WeightQuantizer(name, fn, desc, stacked)

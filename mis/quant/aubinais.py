@@ -36,15 +36,60 @@ Zeros of the output are ``+0.0``. The output has the shape and dtype of the inpu
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 
-from mis.exceptions import MisValueError
-from mis.quant.grids import _work_tensor, as_channels
+from mis._validation import integer, real, string
+from mis.quant.grids import as_channels, work_tensor
+
+__all__ = [
+    "AUBINAIS_QUANTIZERS",
+    "BBIT_ALPHAS",
+    "SIGN_SCALES",
+    "bbit_alpha",
+    "bbit_quantize",
+    "n_zeros",
+    "quantizer_label",
+    "sign_quantize",
+    "ternary_quantize",
+]
 
 SIGN_SCALES = ("none", "mean")
 BBIT_ALPHAS = ("pow2max", "max", "mean", "none")
+
+#: The quantizers of Aubinais et al. (Appendix D, Table 1), as named by
+#: :func:`mis.quant.weight_quantizer`, in the paper's order.
+AUBINAIS_QUANTIZERS = (
+    "sign",
+    "ternary-33",
+    "ternary-50",
+    "ternary-90",
+    "2bit",
+    "3bit",
+    "4bit",
+    "5bit",
+)
+
+# Display names (Table 1 / Fig. 2 of the paper); "original" is the unquantized model.
+_LABELS = {
+    "sign": "Sign",
+    "ternary-33": "1.58b 33%",
+    "ternary-50": "1.58b 50%",
+    "ternary-90": "1.58b 90%",
+    "2bit": "2 bits",
+    "3bit": "3 bits",
+    "4bit": "4 bits",
+    "5bit": "5 bits",
+    "original": "original",
+}
+
+
+def quantizer_label(name: str) -> str:
+    """Display name of a weight quantizer (``"ternary-33"`` → ``"1.58b 33%"``).
+
+    The quantizers of :data:`AUBINAIS_QUANTIZERS` and ``"original"`` (the unquantized
+    model) have one; any other name is returned unchanged.
+    """
+    return _LABELS.get(name, name)
 
 
 def _finish(out: torch.Tensor, w_in) -> torch.Tensor:
@@ -68,11 +113,6 @@ def _channel_scale(x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     return alpha.reshape((-1,) + (1,) * (x.ndim - 1)) if x.ndim >= 2 else alpha.reshape(())
 
 
-def _check_choice(value, name, allowed):
-    if value not in allowed:
-        raise MisValueError(f"{name} must be one of {list(allowed)}; got {value!r}")
-
-
 def sign_quantize(w, *, scale: str = "none") -> torch.Tensor:
     """Sign quantizer: ``sign(w)`` (``sign(0) = +1``), optionally times ``α_c = mean|W_c|``.
 
@@ -84,8 +124,8 @@ def sign_quantize(w, *, scale: str = "none") -> torch.Tensor:
         ``"none"``: values ±1 (Aubinais et al., Table 1). ``"mean"``: ``α_c·sign(W_c)``
         per output channel (axis 0), the 1-bit quantizer of Zhang et al.
     """
-    _check_choice(scale, "scale", SIGN_SCALES)
-    x = _work_tensor(w)
+    string(scale, "scale", SIGN_SCALES)
+    x = work_tensor(w)
     codes = _sign(x)
     out = codes * _channel_scale(x, codes) if scale == "mean" else codes
     return _finish(out, w)
@@ -123,12 +163,9 @@ def ternary_quantize(w, sparsity: float, *, scale: str = "none") -> torch.Tensor
     scale : {"none", "mean"}
         ``"mean"`` multiplies channel ``c`` by the mean ``|w|`` of its non-zero outputs.
     """
-    if not (
-        isinstance(sparsity, numbers.Real) and not isinstance(sparsity, bool) and 0 <= sparsity <= 1
-    ):
-        raise MisValueError(f"sparsity must be a number in [0, 1]; got {sparsity!r}")
-    _check_choice(scale, "scale", SIGN_SCALES)
-    x = _work_tensor(w)
+    real(sparsity, "sparsity", 0.0, 1.0)
+    string(scale, "scale", SIGN_SCALES)
+    x = work_tensor(w)
     flat = x.reshape(-1)
     zero = _smallest_mask(flat.abs(), n_zeros(flat.numel(), float(sparsity)))
     codes = torch.where(zero, torch.zeros_like(flat), _sign(flat)).reshape(x.shape)
@@ -138,7 +175,7 @@ def ternary_quantize(w, sparsity: float, *, scale: str = "none") -> torch.Tensor
 
 def bbit_alpha(x: torch.Tensor, alpha: str = "pow2max") -> torch.Tensor:
     """The scale ``α`` of the b-bit quantizer (0-d tensor), see the module docstring."""
-    _check_choice(alpha, "alpha", BBIT_ALPHAS)
+    string(alpha, "alpha", BBIT_ALPHAS)
     if alpha == "none":
         return torch.ones((), dtype=x.dtype, device=x.device)
     a = x.abs().max() if alpha in ("pow2max", "max") else x.abs().double().mean().to(x.dtype)
@@ -161,9 +198,8 @@ def bbit_quantize(w, bits: int, *, alpha: str = "pow2max") -> torch.Tensor:
     alpha : {"pow2max", "max", "mean", "none"}
         ``α = 2^round(log2 max|θ|)`` (paper), ``max|θ|``, ``mean|θ|`` or 1.
     """
-    if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 2 <= bits <= 16:
-        raise MisValueError(f"bits must be an integer in [2, 16]; got {bits!r}")
-    x = _work_tensor(w)
+    integer(bits, "bits", 2, 16)
+    x = work_tensor(w)
     n = 1 << (int(bits) - 1)
     a = bbit_alpha(x, alpha)
     if a / n < torch.finfo(x.dtype).tiny:  # a (sub)normal-tiny layer: α/n would underflow

@@ -17,16 +17,17 @@ flags of all modules are restored afterwards.
 
 from __future__ import annotations
 
-import numbers
 import warnings
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mis._validation import positive_int
+from mis._progress import progress_bar
+from mis._validation import positive_int, real
 from mis.exceptions import MisValueError
 from mis.quant.calibration import Calibration
+from mis.quant.capture import model_device
 
 DEFAULT_BN_BATCHES = 100
 DEFAULT_BN_BATCH_SIZE = 64
@@ -75,9 +76,6 @@ def bn_tune(
         ``model`` itself. A model without BatchNorm layers that track running statistics
         is returned unchanged with a ``UserWarning``.
     """
-    from mis.quant.capture import model_device
-    from mis.train import progress_bar
-
     if not isinstance(model, nn.Module):
         raise MisValueError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     if not isinstance(calib, Calibration):
@@ -89,12 +87,8 @@ def bn_tune(
     batch_size = positive_int(batch_size, "batch_size")
     if batch_size < 2:
         raise MisValueError(f"batch_size must be >= 2 for train-mode BatchNorm; got {batch_size}")
-    if momentum is not None and (
-        isinstance(momentum, bool)
-        or not isinstance(momentum, numbers.Real)
-        or not 0 < momentum <= 1
-    ):
-        raise MisValueError(f"momentum must be None or a number in (0, 1]; got {momentum!r}")
+    if momentum is not None:
+        real(momentum, "momentum", 0.0, 1.0, open_lo=True)
     bns = batchnorm_layers(model)
     if not bns:
         warnings.warn(

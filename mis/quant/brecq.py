@@ -25,13 +25,13 @@ Steps (reference code yhhhli/BRECQ, ``main_imagenet.py``):
 
 from __future__ import annotations
 
-import numbers
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from torch import nn
 
+from mis._validation import bit_width, sequence, string
 from mis.exceptions import MisValueError
-from mis.quant.api import QuantPlan, _check_bits, register_method
+from mis.quant.api import QuantPlan, register_method
 from mis.quant.calibration import Calibration
 from mis.quant.fold import fold_batchnorm
 from mis.quant.reconstruct import ReconstructionConfig, planned_layer_with_spec, run_method
@@ -66,21 +66,11 @@ class BRECQConfig(ReconstructionConfig):
     def __post_init__(self):
         super().__post_init__()
         if self.head_stem_bits is not None:
-            if isinstance(self.head_stem_bits, bool) or not isinstance(
-                self.head_stem_bits, numbers.Real
-            ):
-                raise MisValueError(
-                    f"head_stem_bits must be None or a bit width; got {self.head_stem_bits!r}"
-                )
             object.__setattr__(
-                self, "head_stem_bits", _check_bits(self.head_stem_bits, "head_stem_bits", False)
+                self, "head_stem_bits", bit_width(self.head_stem_bits, "head_stem_bits")
             )
         if self.blocks is not None:
-            if isinstance(self.blocks, str) or not all(isinstance(b, str) for b in self.blocks):
-                raise MisValueError(
-                    f"blocks must be None or a sequence of module names; got {self.blocks!r}"
-                )
-            object.__setattr__(self, "blocks", tuple(self.blocks))
+            object.__setattr__(self, "blocks", sequence(self.blocks, "blocks", string, min_len=0))
 
 
 def find_blocks(model: nn.Module) -> tuple[str, ...]:
@@ -103,23 +93,25 @@ def _apply_head_stem(plan: QuantPlan, bits) -> None:
     for layer, explicit in ends:
         if explicit is not None or layer.name in cfg.overrides or layer.spec is None:
             continue
-        planned_layer_with_spec(layer, replace(layer.spec, bits=bits))
+        planned_layer_with_spec(layer, layer.spec._with(bits=bits))  # bits validated
 
 
 @register_method(
     "brecq",
+    options=BRECQConfig,
+    label="BRECQ",
     needs_calibration=True,
     description="BRECQ: block reconstruction with learned rounding (Li et al. 2021)",
 )
 def brecq(model: nn.Module, plan: QuantPlan, calib: Calibration) -> nn.Module:
     """Quantize ``model`` in place with BRECQ (the :mod:`mis.quant.api` method interface).
 
-    Settings: ``plan.config.method_options`` (fields of :class:`BRECQConfig`, or
-    ``{"config": BRECQConfig(...)}``). The returned model has its BatchNorms folded
-    (replaced by ``nn.Identity``) unless ``fold_bn=False``, and carries
-    ``mis_reconstruction``.
+    Settings: ``plan.config.method_options``, a :class:`BRECQConfig` (the
+    :class:`~mis.quant.api.QuantConfig` built it from a mapping of its fields). The returned
+    model has its BatchNorms folded (replaced by ``nn.Identity``) unless ``fold_bn=False``,
+    and carries ``mis_reconstruction``.
     """
-    config = BRECQConfig.from_options(plan.config.method_options)
+    config = plan.config.method_options
     if config.head_stem_bits is not None:
         _apply_head_stem(plan, config.head_stem_bits)
     modules = dict(model.named_modules())

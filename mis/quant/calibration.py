@@ -16,13 +16,12 @@ indices, each checked) or ``member_positions`` (positions in the list of members
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from mis._validation import as_generator
+from mis._validation import as_generator, integer
 from mis.exceptions import MisValueError
 
 DEFAULT_N_SAMPLES = 1024
@@ -135,12 +134,7 @@ class Calibration:
 
     def batches(self, batch_size: int = 32, device=None):
         """Yield tuples of tensors, ``batch_size`` rows at a time, in a fixed order."""
-        if (
-            isinstance(batch_size, bool)
-            or not isinstance(batch_size, numbers.Integral)
-            or batch_size < 1
-        ):
-            raise MisValueError(f"batch_size must be an integer >= 1; got {batch_size!r}")
+        integer(batch_size, "batch_size", 1)
         for i in range(0, len(self), batch_size):
             part = tuple(t[i : i + batch_size] for t in self.data)
             yield tuple(t.to(device) for t in part) if device is not None else part
@@ -202,12 +196,7 @@ def select_calibration(
             )
         idx = members[pos]
     else:
-        if (
-            isinstance(n_samples, bool)
-            or not isinstance(n_samples, numbers.Integral)
-            or n_samples < 1
-        ):
-            raise MisValueError(f"n_samples must be an integer >= 1; got {n_samples!r}")
+        integer(n_samples, "n_samples", 1)
         if members.size == 0:
             raise MisValueError("member_mask has no members: nothing to calibrate on")
         k = min(int(n_samples), members.size)

@@ -26,13 +26,13 @@ never stored; ``H`` is formed at the end.
 from __future__ import annotations
 
 import copy
-import numbers
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mis._validation import integer
 from mis.exceptions import MisValueError
 from mis.quant.calibration import Calibration
 
@@ -150,14 +150,6 @@ class HessianAccumulator:
         self.add(args[0])
 
 
-def _check_batch_size(batch_size) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
-        raise MisValueError(f"batch_size must be an integer >= 1; got {batch_size!r}")
-    if batch_size < 1:
-        raise MisValueError(f"batch_size must be an integer >= 1; got {batch_size!r}")
-    return int(batch_size)
-
-
 def model_device(model: nn.Module) -> torch.device:
     """Device of the model's first parameter (or buffer); CPU for a model without either."""
     for t in model.parameters():
@@ -179,7 +171,7 @@ def run_calibration(
             "calib must be a mis.quant.Calibration (members only, see select_calibration); "
             f"got {type(calib).__name__}"
         )
-    batch_size = _check_batch_size(batch_size)
+    batch_size = integer(batch_size, "batch_size", 1)
     dev = model_device(model)
     modes = {m: m.training for m in model.modules()}
     model.eval()

@@ -66,12 +66,12 @@ same grids as :mod:`mis.quant.obc` (per-channel affine from the layer's
 :class:`~mis.quant.api.LayerSpec`, computed once from the original weight; ``α_c·sign``
 with fixed ``α_c = mean|W_c|`` for 1 bit).
 
-``method_options`` of ``"gptq"``: ``percdamp`` (0.01), ``block_size`` (128),
-``act_order`` (True), ``refine_sweeps`` (None: 8, or 0 on 1-bit layers),
-``refine_block`` (32), ``dtype`` ("float64"), ``sequential`` (True: each layer's inputs
-come from the already-quantized layers before it, as in the reference), ``batch_size``,
-``device``, ``progress``, ``bn_tuning`` (False), ``bn_batches``, ``bn_batch_size``,
-``bn_momentum`` (see :mod:`mis.quant.obc`).
+``method_options`` of ``"gptq"`` (the fields of :class:`GPTQOptions`): ``percdamp``
+(0.01), ``block_size`` (128), ``act_order`` (True), ``refine_sweeps`` (None: 8, or 0 on
+1-bit layers), ``refine_block`` (32), ``dtype`` ("float64"), ``sequential`` (True: each
+layer's inputs come from the already-quantized layers before it, as in the reference),
+``batch_size``, ``device``, ``progress``, ``bn_tuning`` (False), ``bn_batches``,
+``bn_batch_size``, ``bn_momentum`` (see :class:`~mis.quant.obc.LayerwiseOptions`).
 
 References
 ----------
@@ -83,25 +83,23 @@ quantization. arXiv:2406.17542, 2024 (greedy coordinate descent on the same loss
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from mis._validation import positive_int
+from mis._validation import boolean, integer
 from mis.exceptions import MisValueError
 from mis.quant.api import LayerSpec, QuantPlan, register_method
 from mis.quant.calibration import Calibration
 from mis.quant.grids import as_channels
 from mis.quant.obc import (
-    _DTYPES,
-    COMMON_OPTIONS,
     DEFAULT_PERCDAMP,
-    _bool,
-    _check_layer_inputs,
-    _int_ge0,
-    _int_ge1,
+    SOLVER_DTYPES,
+    LayerwiseOptions,
+    check_layer_inputs,
     layer_grid,
     on_grid,
-    parse_options,
     prepare_hessian,
     run_layerwise,
 )
@@ -275,13 +273,12 @@ def gptq_quantize(
     torch.Tensor
         Shape and dtype of ``w``; every entry on its row's grid.
     """
-    _check_layer_inputs(w, H)
-    bs = positive_int(block_size, "block_size", 1)
-    sweeps = positive_int(refine_sweeps, "refine_sweeps", 0)
-    rblock = positive_int(refine_block, "refine_block", 1)
-    if not isinstance(act_order, bool):
-        raise MisValueError(f"act_order must be True or False; got {act_order!r}")
-    if dtype not in _DTYPES.values():
+    check_layer_inputs(w, H)
+    bs = integer(block_size, "block_size", 1)
+    sweeps = integer(refine_sweeps, "refine_sweeps", 0)
+    rblock = integer(refine_block, "refine_block", 1)
+    boolean(act_order, "act_order")
+    if dtype not in SOLVER_DTYPES.values():
         raise MisValueError(f"dtype must be torch.float64 or torch.float32; got {dtype!r}")
     dev = w.device
     W = as_channels(w.detach()).to(dtype)
@@ -353,15 +350,15 @@ def refine_quantized(
         Shape and dtype of ``w``; on ``grid``, with a damped loss
         ``Σ_c (q_c − w_c) H_λ (q_c − w_c)ᵀ`` no larger than ``q``'s for every row.
     """
-    C, K = _check_layer_inputs(w, H)
+    C, K = check_layer_inputs(w, H)
     if not isinstance(q, torch.Tensor) or q.numel() != C * K:
         raise MisValueError(
             f"q must be a tensor with the shape of w {tuple(w.shape)}; "
             f"got {tuple(getattr(q, 'shape', ()))}"
         )
-    sweeps = positive_int(sweeps, "sweeps", 0)
-    block = positive_int(block, "block", 1)
-    if dtype not in _DTYPES.values():
+    sweeps = integer(sweeps, "sweeps", 0)
+    block = integer(block, "block", 1)
+    if dtype not in SOLVER_DTYPES.values():
         raise MisValueError(f"dtype must be torch.float64 or torch.float32; got {dtype!r}")
     W = as_channels(w.detach()).to(dtype)
     Hd, W, dead = prepare_hessian(H.detach().to(w.device, torch.float64), W, percdamp)
@@ -374,47 +371,70 @@ def refine_quantized(
     return Q.to(w.dtype).reshape(w.shape)
 
 
-def _sweeps(v, name):
-    """``refine_sweeps``: an integer >= 0, or None (8 sweeps, none for 1-bit layers)."""
-    return None if v is None else _int_ge0(v, name)
+@dataclass(frozen=True)
+class GPTQOptions(LayerwiseOptions):
+    """Settings of ``"gptq"``: :class:`~mis.quant.obc.LayerwiseOptions` plus
 
+    Attributes
+    ----------
+    sequential : bool, default True
+        Capture each layer's Hessian in the network whose earlier layers are already
+        quantized (the GPTQ reference).
+    block_size : int, default 128
+        Columns per lazy-update block.
+    act_order : bool, default True
+        Quantize columns by decreasing ``diag H``.
+    refine_sweeps : int or None, default None
+        Refinement sweeps after GPTQ (our extension); None = 8 on layers of 3 or more
+        levels and none on 1-bit layers.
+    refine_block : int, default 32
+        Columns per refinement block.
+    """
 
-GPTQ_OPTIONS = {
-    **COMMON_OPTIONS,
-    "sequential": (True, _bool),
-    "block_size": (DEFAULT_BLOCK_SIZE, _int_ge1),
-    "act_order": (True, _bool),
-    "refine_sweeps": (None, _sweeps),
-    "refine_block": (DEFAULT_REFINE_BLOCK, _int_ge1),
-}
+    sequential: bool = True
+    block_size: int = DEFAULT_BLOCK_SIZE
+    act_order: bool = True
+    refine_sweeps: int | None = None
+    refine_block: int = DEFAULT_REFINE_BLOCK
+
+    def __post_init__(self):
+        super().__post_init__()
+        boolean(self.sequential, "sequential")
+        integer(self.block_size, "block_size", 1)
+        boolean(self.act_order, "act_order")
+        if self.refine_sweeps is not None:
+            integer(self.refine_sweeps, "refine_sweeps", 0)
+        integer(self.refine_block, "refine_block", 1)
 
 
 @register_method(
     "gptq",
+    options=GPTQOptions,
+    label="GPTQ",
     needs_calibration=True,
     description="GPTQ: blocked-Cholesky OBS quantization with lazy batch updates "
     "(Frantar et al. 2023) plus block-coordinate-descent refinement sweeps (ours); "
     "options act_order, refine_sweeps, bn_tuning",
 )
 def gptq(model: nn.Module, plan: QuantPlan, calib: Calibration) -> nn.Module:
-    """The ``"gptq"`` method (see the module docstring for ``method_options``)."""
-    opts = parse_options("gptq", plan.config.method_options, GPTQ_OPTIONS)
+    """The ``"gptq"`` method; settings: ``plan.config.method_options``, a :class:`GPTQOptions`."""
+    opts = plan.config.method_options
 
     def solve(w, H, spec):
         return gptq_quantize(
             w,
             H,
             spec,
-            percdamp=opts["percdamp"],
-            block_size=opts["block_size"],
-            act_order=opts["act_order"],
+            percdamp=opts.percdamp,
+            block_size=opts.block_size,
+            act_order=opts.act_order,
             refine_sweeps=(
-                opts["refine_sweeps"]
-                if opts["refine_sweeps"] is not None
+                opts.refine_sweeps
+                if opts.refine_sweeps is not None
                 else (0 if spec.is_sign else DEFAULT_METHOD_REFINE_SWEEPS)
             ),
-            refine_block=opts["refine_block"],
-            dtype=opts["dtype"],
+            refine_block=opts.refine_block,
+            dtype=opts.torch_dtype,
         )
 
     return run_layerwise(model, plan, calib, solve, opts, "gptq")

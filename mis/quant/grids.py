@@ -35,7 +35,6 @@ All functions are pure: they never modify their input. Computation is in float32
 from __future__ import annotations
 
 import math
-import numbers
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -43,6 +42,7 @@ import numpy as np
 import torch
 
 from mis._kernels.quant import interior_poly, lp_search_rows
+from mis._validation import TERNARY_BITS, bit_width, integer, real, string
 from mis.exceptions import MisValueError
 
 RANGE_METHODS = ("minmax", "mse")
@@ -64,16 +64,16 @@ def bits_to_levels(bits) -> int:
     Parameters
     ----------
     bits : int or float
-        An integer in [1, 16], or 1.58 (ternary; log2(3) ≈ 1.585 bits per weight).
+        An integer in [1, 16], or 1.58 (ternary; log2(3) ≈ 1.585 bits per weight), checked
+        with :func:`mis._validation.bit_width`.
     """
-    if isinstance(bits, bool) or not isinstance(bits, numbers.Real):
-        raise MisValueError(f"bits must be a number (1.58 or an integer in [1, 16]); got {bits!r}")
-    b = float(bits)
-    if math.isclose(b, 1.58, abs_tol=1e-9) or math.isclose(b, math.log2(3), abs_tol=1e-9):
-        return 3
-    if b.is_integer() and 1 <= b <= 16:
-        return 1 << int(b)
-    raise MisValueError(f"bits must be 1.58 or an integer in [1, 16]; got {bits!r}")
+    return levels_for_bits(bit_width(bits, "bits"))
+
+
+def levels_for_bits(bits: float | int) -> int:
+    """``L`` for a bit width that :func:`mis._validation.bit_width` has already returned
+    (1.58 or an int in [1, 16]); no check: the path of validated specs and configs."""
+    return 3 if bits == TERNARY_BITS else 1 << int(bits)
 
 
 def levels_to_bits(n_levels: int) -> float:
@@ -81,13 +81,7 @@ def levels_to_bits(n_levels: int) -> float:
     return math.log2(n_levels)
 
 
-def _check_levels(n_levels) -> int:
-    if isinstance(n_levels, bool) or not isinstance(n_levels, numbers.Integral) or n_levels < 2:
-        raise MisValueError(f"n_levels must be an integer >= 2; got {n_levels!r}")
-    return int(n_levels)
-
-
-def _work_tensor(w, name: str = "w", *, check_finite: bool = True) -> torch.Tensor:
+def work_tensor(w, name: str = "w", *, check_finite: bool = True) -> torch.Tensor:
     """Validate ``w`` (tensor or array) and return a detached float tensor to compute with.
 
     ``check_finite=False`` leaves the (full-pass) finiteness check to the caller.
@@ -154,7 +148,7 @@ class AffineGrid:
     axis: int | None = 0
 
     def __post_init__(self):
-        _check_levels(self.n_levels)
+        integer(self.n_levels, "n_levels", 2)
         if self.axis not in (0, None):
             raise MisValueError(
                 f"axis must be 0 (per-channel) or None (per-tensor); got {self.axis!r}"
@@ -288,7 +282,7 @@ def weight_range(w, *, per_channel: bool = True, include_zero: bool = True):
 
     With ``include_zero`` the range is widened to contain 0 (``lo <= 0 <= hi``).
     """
-    w = _work_tensor(w)
+    w = work_tensor(w)
     x = as_channels(w) if per_channel else w.reshape(1, -1)
     lo, hi = x.amin(1), x.amax(1)
     if include_zero:
@@ -336,7 +330,7 @@ def grid_from_range(lo, hi, n_levels: int, *, symmetric: bool = False) -> Affine
     symmetric : bool
         Use ``[-max(|lo|, |hi|), max(|lo|, |hi|)]`` and ``z = L // 2``.
     """
-    n_levels = _check_levels(n_levels)
+    n_levels = integer(n_levels, "n_levels", 2)
     lo, hi = torch.as_tensor(lo), torch.as_tensor(hi)
     if lo.shape != hi.shape or lo.ndim > 1:
         raise MisValueError(
@@ -371,17 +365,8 @@ def shrink_factors(
     dtype=torch.float32,
 ) -> torch.Tensor:
     """Candidate range factors ``1 - i·shrink_step``, ``i = 0 … n_candidates - 1``."""
-    if (
-        isinstance(n_candidates, bool)
-        or not isinstance(n_candidates, numbers.Integral)
-        or n_candidates < 1
-    ):
-        raise MisValueError(f"n_candidates must be an integer >= 1; got {n_candidates!r}")
-    if not (
-        isinstance(shrink_step, numbers.Real)
-        and 0 < shrink_step
-        and 1 - shrink_step * (n_candidates - 1) > 0
-    ):
+    n_candidates = integer(n_candidates, "n_candidates", 1)
+    if real(shrink_step, "shrink_step", 0.0, open_lo=True) * (n_candidates - 1) >= 1:
         raise MisValueError(
             "shrink_step must be > 0 with 1 - shrink_step·(n_candidates - 1) > 0; got "
             f"shrink_step={shrink_step!r} for n_candidates={n_candidates}"
@@ -569,14 +554,13 @@ def mse_grid(
     winner of the float64 errors; rows are split over ``torch.get_num_threads()`` threads
     and the result does not depend on their number.
     """
-    n_levels = _check_levels(n_levels)
-    if not (isinstance(norm, numbers.Real) and norm > 0 and math.isfinite(norm)):
-        raise MisValueError(f"norm must be a finite number > 0; got {norm!r}")
-    w = _work_tensor(w, check_finite=False)
+    n_levels = integer(n_levels, "n_levels", 2)
+    real(norm, "norm", 0.0, open_lo=True)
+    w = work_tensor(w, check_finite=False)
     x = as_channels(w) if per_channel else w.reshape(1, -1)
     lo, hi = x.amin(1), x.amax(1)  # NaN propagates: finite ends <=> finite tensor
     if not bool(torch.isfinite(lo).all() and torch.isfinite(hi).all()):
-        _work_tensor(w)  # raises the error message with the count
+        work_tensor(w)  # raises the error message with the count
     if include_zero:
         lo, hi = lo.clamp(max=0), hi.clamp(min=0)
     if symmetric:
@@ -613,23 +597,48 @@ def make_grid(
     shrink_step: float = DEFAULT_SHRINK_STEP,
 ) -> AffineGrid:
     """Affine grid for ``bits`` (1.58 → 3 levels) with the chosen range method."""
-    n_levels = bits_to_levels(bits)
+    return grid_for_levels(
+        w,
+        bits_to_levels(bits),
+        per_channel=per_channel,
+        symmetric=symmetric,
+        range_method=range_method,
+        include_zero=include_zero,
+        norm=norm,
+        n_candidates=n_candidates,
+        shrink_step=shrink_step,
+    )
+
+
+def grid_for_levels(
+    w,
+    n_levels: int,
+    *,
+    per_channel: bool = True,
+    symmetric: bool = False,
+    range_method: str = "mse",
+    include_zero: bool = True,
+    norm: float = DEFAULT_NORM,
+    n_candidates: int = DEFAULT_N_CANDIDATES,
+    shrink_step: float = DEFAULT_SHRINK_STEP,
+) -> AffineGrid:
+    """Affine grid with ``n_levels`` levels: :func:`minmax_grid` or :func:`mse_grid` by
+    ``range_method`` (:func:`make_grid` takes a bit width instead)."""
+    string(range_method, "range_method", RANGE_METHODS)
     if range_method == "minmax":
         return minmax_grid(
             w, n_levels, per_channel=per_channel, symmetric=symmetric, include_zero=include_zero
         )
-    if range_method == "mse":
-        return mse_grid(
-            w,
-            n_levels,
-            per_channel=per_channel,
-            symmetric=symmetric,
-            include_zero=include_zero,
-            norm=norm,
-            n_candidates=n_candidates,
-            shrink_step=shrink_step,
-        )
-    raise MisValueError(f"range_method must be one of {list(RANGE_METHODS)}; got {range_method!r}")
+    return mse_grid(
+        w,
+        n_levels,
+        per_channel=per_channel,
+        symmetric=symmetric,
+        include_zero=include_zero,
+        norm=norm,
+        n_candidates=n_candidates,
+        shrink_step=shrink_step,
+    )
 
 
 def uaq(w, bits, **grid_options) -> torch.Tensor:
@@ -638,7 +647,7 @@ def uaq(w, bits, **grid_options) -> torch.Tensor:
     ``grid_options`` are those of :func:`make_grid` (default: per-channel, asymmetric, MSE range).
     """
     w_in = w if isinstance(w, torch.Tensor) else torch.as_tensor(w)
-    x = _work_tensor(w_in)
+    x = work_tensor(w_in)
     grid = make_grid(x, bits, **grid_options)
     out = grid.fake_quant(x)
     return out.to(w_in.dtype) if w_in.is_floating_point() else out

@@ -46,12 +46,12 @@ as the OBC reference does), writes the quantized weight back, and with
 ``bn_tuning=True`` re-estimates BatchNorm statistics afterwards
 (:func:`mis.quant.bn.bn_tune`, as Frantar & Alistarh and Zhang et al. §IV-A do).
 
-``method_options`` of ``"obc"``: ``percdamp`` (0.01), ``block_rows`` (None: as many as
-fit in ``memory_budget`` bytes, 1 GiB), ``lazy_block`` (64), ``dtype`` ("float64" or
-"float32", the solver's precision), ``sequential`` (False), ``batch_size`` (128,
-calibration forward passes), ``device`` (None: the model's), ``progress`` (None: when
-stderr is a terminal), ``bn_tuning`` (False), ``bn_batches`` (100), ``bn_batch_size``
-(64), ``bn_momentum`` (0.1).
+``method_options`` of ``"obc"`` (the fields of :class:`OBCOptions`): ``percdamp`` (0.01),
+``block_rows`` (None: as many as fit in ``memory_budget`` bytes, 1 GiB), ``lazy_block``
+(64), ``dtype`` ("float64" or "float32", the solver's precision), ``sequential`` (False),
+``batch_size`` (128, calibration forward passes), ``device`` (None: the model's),
+``progress`` (None: when stderr is a terminal), ``bn_tuning`` (False), ``bn_batches``
+(100), ``bn_batch_size`` (64), ``bn_momentum`` (0.1).
 
 References
 ----------
@@ -61,15 +61,15 @@ post-training quantization and pruning. NeurIPS 2022 (IST-DASLab/OBC, ``trueobs.
 
 from __future__ import annotations
 
-import math
-import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from mis._validation import positive_int
+from mis._progress import progress_bar
+from mis._validation import boolean, integer, real, string
 from mis.exceptions import MisValueError
 from mis.quant.api import LayerSpec, QuantPlan, register_method
 from mis.quant.bn import DEFAULT_BN_BATCH_SIZE, DEFAULT_BN_BATCHES, DEFAULT_BN_MOMENTUM, bn_tune
@@ -83,7 +83,7 @@ DEFAULT_MEMORY_BUDGET = 1 << 30
 # Compact H⁻¹ to the free weights at a fold once this fraction of the active set is fixed
 # (gathering (b, r, r) costs more than the GEMM it saves when done at every fold).
 _COMPACT_FRACTION = 0.25
-_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+SOLVER_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 # -------------------------------------------------------------------------------------------
@@ -171,18 +171,7 @@ def on_grid(grid, w: torch.Tensor) -> torch.Tensor:
 # -------------------------------------------------------------------------------------------
 
 
-def _check_percdamp(percdamp) -> float:
-    if (
-        isinstance(percdamp, bool)
-        or not isinstance(percdamp, numbers.Real)
-        or not math.isfinite(percdamp)
-        or percdamp < 0
-    ):
-        raise MisValueError(f"percdamp must be a finite number >= 0; got {percdamp!r}")
-    return float(percdamp)
-
-
-def _check_layer_inputs(w: torch.Tensor, H: torch.Tensor) -> tuple[int, int]:
+def check_layer_inputs(w: torch.Tensor, H: torch.Tensor) -> tuple[int, int]:
     if not isinstance(w, torch.Tensor) or not w.is_floating_point() or w.ndim < 2:
         raise MisValueError(
             "w must be a floating weight tensor of shape (C, ...) with at least 2 dimensions; "
@@ -224,7 +213,7 @@ def prepare_hessian(H: torch.Tensor, w: torch.Tensor, percdamp: float = DEFAULT_
         H[dead, dead] = 1.0
         w[:, dead] = 0.0
     d = torch.diagonal(H)
-    d += _check_percdamp(percdamp) * d.mean()
+    d += real(percdamp, "percdamp", 0.0) * d.mean()
     return H, w, dead
 
 
@@ -294,10 +283,10 @@ def obc_quantize(
         The quantized weight, shape and dtype of ``w``, every entry on its row's grid.
         With ``return_trace``: ``(q, order, trace)``.
     """
-    C, K = _check_layer_inputs(w, H)
+    C, K = check_layer_inputs(w, H)
     for name, v in (("lazy_block", lazy_block), ("memory_budget", memory_budget)):
-        positive_int(v, name)
-    if dtype not in _DTYPES.values():
+        integer(v, name, 1)
+    if dtype not in SOLVER_DTYPES.values():
         raise MisValueError(f"dtype must be torch.float64 or torch.float32; got {dtype!r}")
     dev = w.device
     W = as_channels(w.detach()).to(dtype)
@@ -308,10 +297,8 @@ def obc_quantize(
     del Hd
     if block_rows is None:
         block_rows = _rows_per_batch(C, K, W.element_size(), memory_budget)
-    elif isinstance(block_rows, bool) or not isinstance(block_rows, numbers.Integral):
-        raise MisValueError(f"block_rows must be None or an integer >= 1; got {block_rows!r}")
-    elif block_rows < 1:
-        raise MisValueError(f"block_rows must be None or an integer >= 1; got {block_rows!r}")
+    else:
+        integer(block_rows, "block_rows", 1)
     T = int(min(lazy_block, K))
     Q = torch.empty_like(W)
     order = torch.empty((C, K), dtype=torch.long, device=dev) if return_trace else None
@@ -319,9 +306,6 @@ def obc_quantize(
     if return_trace:
         trace = torch.empty((K + 1, C, K), dtype=dtype, device=dev)
         trace[0] = W
-
-    from mis.train import progress_bar
-
     starts = range(0, C, int(block_rows))
     for r0 in progress_bar(starts, desc="obc rows", enabled=progress):
         r1 = min(r0 + int(block_rows), C)
@@ -422,84 +406,96 @@ def _obc_rows(w0: torch.Tensor, Hinv0: torch.Tensor, g, T: int, trace_rows=None)
 # -------------------------------------------------------------------------------------------
 
 
-def _int_ge0(v, name):
-    return positive_int(v, f"method_options[{name!r}]", 0)
+def _solver_dtype(value, name: str) -> str:
+    """``"float64"`` or ``"float32"`` (a ``torch.dtype`` is given by its name)."""
+    if isinstance(value, torch.dtype):
+        value = {v: k for k, v in SOLVER_DTYPES.items()}.get(value, value)
+    return string(value, name, tuple(SOLVER_DTYPES))
 
 
-def _int_ge1(v, name):
-    return positive_int(v, f"method_options[{name!r}]", 1)
+@dataclass(frozen=True)
+class LayerwiseOptions:
+    """Settings shared by the layer-wise Hessian methods (``"obc"``, ``"gptq"``).
+
+    Attributes
+    ----------
+    percdamp : float, default 0.01
+        Relative damping ``λ``: ``H + λ·mean(diag H)·I``.
+    dtype : {"float64", "float32"}, default "float64"
+        The solver's precision (a ``torch.dtype`` is accepted and stored by name).
+    batch_size : int, default 128
+        Calibration examples per forward pass while the Hessians are captured.
+    device : str, torch.device or None
+        Where the model runs while quantized (None: its own device).
+    progress : bool or None
+        Progress bar over layers (None: when stderr is a terminal).
+    bn_tuning : bool, default False
+        Re-estimate the BatchNorm statistics afterwards (:func:`mis.quant.bn.bn_tune`).
+    bn_batches, bn_batch_size : int, default 100, 64
+    bn_momentum : float in (0, 1] or None, default 0.1
+        The BN tuning settings (:func:`~mis.quant.bn.bn_tune`).
+    """
+
+    percdamp: float = DEFAULT_PERCDAMP
+    dtype: str = "float64"
+    batch_size: int = DEFAULT_BATCH_SIZE
+    device: Any = None
+    progress: bool | None = None
+    bn_tuning: bool = False
+    bn_batches: int = DEFAULT_BN_BATCHES
+    bn_batch_size: int = DEFAULT_BN_BATCH_SIZE
+    bn_momentum: float | None = DEFAULT_BN_MOMENTUM
+
+    def __post_init__(self):
+        real(self.percdamp, "percdamp", 0.0)
+        object.__setattr__(self, "dtype", _solver_dtype(self.dtype, "dtype"))
+        for name in ("batch_size", "bn_batches", "bn_batch_size"):
+            integer(getattr(self, name), name, 1)
+        if self.device is not None:
+            try:
+                object.__setattr__(self, "device", torch.device(self.device))
+            except (RuntimeError, TypeError) as exc:
+                raise MisValueError(f"device must be a torch device; got {self.device!r}") from exc
+        if self.progress is not None:
+            boolean(self.progress, "progress")
+        boolean(self.bn_tuning, "bn_tuning")
+        if self.bn_momentum is not None:
+            real(self.bn_momentum, "bn_momentum", 0.0, 1.0, open_lo=True)
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        """:attr:`dtype` as a ``torch.dtype``."""
+        return SOLVER_DTYPES[self.dtype]
 
 
-def _opt_int_ge1(v, name):
-    return None if v is None else _int_ge1(v, name)
+@dataclass(frozen=True)
+class OBCOptions(LayerwiseOptions):
+    """Settings of ``"obc"``: :class:`LayerwiseOptions` plus
 
+    Attributes
+    ----------
+    sequential : bool, default False
+        Capture each layer's Hessian in the network whose earlier layers are already
+        quantized (False: in the full-precision network, as the OBC reference does).
+    block_rows : int or None
+        Rows solved together (None: as many as fit in ``memory_budget`` bytes).
+    lazy_block : int, default 64
+        Steps between folds of the lazy downdates into ``H⁻¹``.
+    memory_budget : int, default 1 GiB
+    """
 
-def _bool(v, name):
-    if not isinstance(v, bool):
-        raise MisValueError(f"method_options[{name!r}] must be True or False; got {v!r}")
-    return v
+    sequential: bool = False
+    block_rows: int | None = None
+    lazy_block: int = DEFAULT_LAZY_BLOCK
+    memory_budget: int = DEFAULT_MEMORY_BUDGET
 
-
-def _opt_bool(v, name):
-    return None if v is None else _bool(v, name)
-
-
-def _dtype(v, name):
-    if v in _DTYPES:
-        return _DTYPES[v]
-    if v in _DTYPES.values():
-        return v
-    raise MisValueError(f"method_options[{name!r}] must be 'float64' or 'float32'; got {v!r}")
-
-
-def _device(v, name):
-    if v is None:
-        return None
-    try:
-        return torch.device(v)
-    except (RuntimeError, TypeError) as exc:
-        raise MisValueError(f"method_options[{name!r}] must be a torch device; got {v!r}") from exc
-
-
-def _momentum(v, name):
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 < v <= 1:
-        raise MisValueError(f"method_options[{name!r}] must be None or in (0, 1]; got {v!r}")
-    return float(v)
-
-
-def _percdamp(v, name):
-    try:
-        return _check_percdamp(v)
-    except MisValueError:
-        raise MisValueError(
-            f"method_options[{name!r}] must be a finite number >= 0; got {v!r}"
-        ) from None
-
-
-# name -> (default, validator); each method adds its own solver options
-COMMON_OPTIONS: dict[str, tuple] = {
-    "percdamp": (DEFAULT_PERCDAMP, _percdamp),
-    "dtype": ("float64", _dtype),
-    "batch_size": (DEFAULT_BATCH_SIZE, _int_ge1),
-    "device": (None, _device),
-    "progress": (None, _opt_bool),
-    "bn_tuning": (False, _bool),
-    "bn_batches": (DEFAULT_BN_BATCHES, _int_ge1),
-    "bn_batch_size": (DEFAULT_BN_BATCH_SIZE, _int_ge1),
-    "bn_momentum": (DEFAULT_BN_MOMENTUM, _momentum),
-}
-
-
-def parse_options(method: str, options: Mapping, table: Mapping[str, tuple]) -> dict:
-    """Validate ``method_options`` against ``table`` (name -> (default, validator))."""
-    unknown = sorted(set(options) - set(table))
-    if unknown:
-        raise MisValueError(
-            f"unknown method_options {unknown} for method {method!r}; allowed: {sorted(table)}"
-        )
-    return {k: (fn(options[k], k) if k in options else fn(d, k)) for k, (d, fn) in table.items()}
+    def __post_init__(self):
+        super().__post_init__()
+        boolean(self.sequential, "sequential")
+        if self.block_rows is not None:
+            integer(self.block_rows, "block_rows", 1)
+        integer(self.lazy_block, "lazy_block", 1)
+        integer(self.memory_budget, "memory_budget", 1)
 
 
 def run_layerwise(
@@ -507,31 +503,29 @@ def run_layerwise(
     plan: QuantPlan,
     calib: Calibration,
     solve: Callable,
-    opts: Mapping,
+    opts: LayerwiseOptions,
     desc: str,
 ) -> nn.Module:
     """Quantize the planned layers of ``model`` in place with ``solve(w, H, spec)``.
 
-    ``H`` comes from :func:`mis.quant.capture.iter_hessians` (``opts["sequential"]``);
+    ``H`` comes from :func:`mis.quant.capture.iter_hessians` (``opts.sequential``);
     the solver returns the quantized weight (shape and dtype of ``w``). The model runs on
-    ``opts["device"]`` (default: its own) and is moved back afterwards. BN tuning follows
-    when ``opts["bn_tuning"]``.
+    ``opts.device`` (default: its own) and is moved back afterwards. BN tuning follows
+    when ``opts.bn_tuning``.
     """
-    from mis.train import progress_bar
-
     home = model_device(model)
-    dev = opts["device"] or home
+    dev = opts.device or home
     model.to(dev)
     layers = {p.name: p for p in plan.quantized()}
     with torch.no_grad():
-        bar = progress_bar(total=len(layers), desc=desc, enabled=opts["progress"])
+        bar = progress_bar(total=len(layers), desc=desc, enabled=opts.progress)
         try:
             for name, H in iter_hessians(
                 model,
                 list(layers),
                 calib,
-                sequential=opts["sequential"],
-                batch_size=opts["batch_size"],
+                sequential=opts.sequential,
+                batch_size=opts.batch_size,
             ):
                 p = layers[name]
                 bar.set_postfix_str(name)
@@ -541,48 +535,41 @@ def run_layerwise(
                 bar.update()
         finally:
             bar.close()
-        if opts["bn_tuning"]:
+        if opts.bn_tuning:
             bn_tune(
                 model,
                 calib,
-                n_batches=opts["bn_batches"],
-                batch_size=opts["bn_batch_size"],
-                momentum=opts["bn_momentum"],
-                progress=opts["progress"],
+                n_batches=opts.bn_batches,
+                batch_size=opts.bn_batch_size,
+                momentum=opts.bn_momentum,
+                progress=opts.progress,
             )
     model.to(home)
     return model
 
 
-OBC_OPTIONS = {
-    **COMMON_OPTIONS,
-    "sequential": (False, _bool),
-    "block_rows": (None, _opt_int_ge1),
-    "lazy_block": (DEFAULT_LAZY_BLOCK, _int_ge1),
-    "memory_budget": (DEFAULT_MEMORY_BUDGET, _int_ge1),
-}
-
-
 @register_method(
     "obc",
+    options=OBCOptions,
+    label="OBC",
     needs_calibration=True,
     description="OBC / ExactOBS: greedy OBS quantization with Hessian compensation "
     "(Frantar & Alistarh 2022); option bn_tuning=True",
 )
 def obc(model: nn.Module, plan: QuantPlan, calib: Calibration) -> nn.Module:
-    """The ``"obc"`` method (see the module docstring for ``method_options``)."""
-    opts = parse_options("obc", plan.config.method_options, OBC_OPTIONS)
+    """The ``"obc"`` method; settings: ``plan.config.method_options``, an :class:`OBCOptions`."""
+    opts = plan.config.method_options
 
     def solve(w, H, spec):
         return obc_quantize(
             w,
             H,
             spec,
-            percdamp=opts["percdamp"],
-            block_rows=opts["block_rows"],
-            lazy_block=opts["lazy_block"],
-            dtype=opts["dtype"],
-            memory_budget=opts["memory_budget"],
+            percdamp=opts.percdamp,
+            block_rows=opts.block_rows,
+            lazy_block=opts.lazy_block,
+            dtype=opts.torch_dtype,
+            memory_budget=opts.memory_budget,
             progress=False,
         )
 

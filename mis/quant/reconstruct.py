@@ -39,12 +39,12 @@ clamped whatever h is). Nearest rounding of this grid is ``sign(W)`` (``sign(0) 
 
 from __future__ import annotations
 
+import copy
 import math
-import numbers
 import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -53,7 +53,8 @@ from torch import nn
 from torch.func import functional_call
 from torch.overrides import TorchFunctionMode
 
-from mis._validation import positive_int
+from mis._progress import progress_bar
+from mis._validation import boolean, integer, real, string
 from mis.exceptions import MisValueError
 from mis.quant.api import SUPPORTED_LAYERS, LayerSpec, PlannedLayer, QuantPlan
 from mis.quant.calibration import Calibration
@@ -191,13 +192,6 @@ def soft_rounding_for(w: torch.Tensor, spec: LayerSpec) -> SoftRounding:
 # -------------------------------------------------------------------------------------------
 
 
-def _pos_real(value, name, *, allow_zero=False):
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise MisValueError(f"{name} must be a finite number {bound}; got {value!r}")
-
-
 @dataclass(frozen=True)
 class ReconstructionConfig:
     """Settings shared by AdaRound and BRECQ (paper defaults; validated on construction).
@@ -262,56 +256,27 @@ class ReconstructionConfig:
 
     def __post_init__(self):
         if self.num_threads is not None:
-            positive_int(self.num_threads, "num_threads")
+            integer(self.num_threads, "num_threads", 1)
         for name in ("n_iter", "batch_size", "eval_samples", "cache_batch_size"):
-            positive_int(getattr(self, name), name)
+            integer(getattr(self, name), name, 1)
         if self.record_every is not None:
-            positive_int(self.record_every, "record_every")
-        _pos_real(self.lr, "lr")
-        _pos_real(self.reg_weight, "reg_weight", allow_zero=True)
-        _pos_real(self.beta_start, "beta_start")
-        _pos_real(self.beta_end, "beta_end")
-        _pos_real(self.fisher_damping, "fisher_damping", allow_zero=True)
-        if not (isinstance(self.warmup, numbers.Real) and 0 <= self.warmup < 1):
-            raise MisValueError(f"warmup must be a number in [0, 1); got {self.warmup!r}")
-        for name, allowed in (
-            ("loss", LOSSES),
-            ("fisher_grad", FISHER_GRADS),
-            ("one_bit", ONE_BIT_MODES),
-        ):
-            if getattr(self, name) not in allowed:
-                raise MisValueError(
-                    f"{name} must be one of {list(allowed)}; got {getattr(self, name)!r}"
-                )
-        if not isinstance(self.fold_bn, bool):
-            raise MisValueError(f"fold_bn must be True or False; got {self.fold_bn!r}")
-        if self.progress is not None and not isinstance(self.progress, bool):
-            raise MisValueError(f"progress must be None, True or False; got {self.progress!r}")
+            integer(self.record_every, "record_every", 1)
+        real(self.lr, "lr", 0.0, open_lo=True)
+        real(self.reg_weight, "reg_weight", 0.0)
+        real(self.beta_start, "beta_start", 0.0, open_lo=True)
+        real(self.beta_end, "beta_end", 0.0, open_lo=True)
+        real(self.fisher_damping, "fisher_damping", 0.0)
+        real(self.warmup, "warmup", 0.0, 1.0, open_hi=True)
+        string(self.loss, "loss", LOSSES)
+        string(self.fisher_grad, "fisher_grad", FISHER_GRADS)
+        string(self.one_bit, "one_bit", ONE_BIT_MODES)
+        boolean(self.fold_bn, "fold_bn")
+        if self.progress is not None:
+            boolean(self.progress, "progress")
 
     @property
     def recording_interval(self) -> int:
         return self.record_every or max(1, self.n_iter // 20)
-
-    @classmethod
-    def from_options(cls, options: Mapping):
-        """Build from ``QuantConfig.method_options``: the fields, or ``{"config": instance}``."""
-        options = dict(options)
-        if "config" in options:
-            cfg = options.pop("config")
-            if not isinstance(cfg, cls) or options:
-                raise MisValueError(
-                    f"method_options['config'] must be a {cls.__name__} and come alone; "
-                    f"got {type(cfg).__name__} with {sorted(options)}"
-                )
-            return cfg
-        names = {f.name for f in fields(cls)}
-        unknown = set(options) - names
-        if unknown:
-            raise MisValueError(
-                f"unknown method_options {sorted(unknown)} for {cls.__name__}; "
-                f"allowed: {sorted(names)}"
-            )
-        return cls(**options)
 
 
 # -------------------------------------------------------------------------------------------
@@ -699,8 +664,6 @@ def reconstruct(
     tuple of UnitLog
     """
     _check_calibration(calib)
-    from mis.train import progress_bar
-
     device = next(model.parameters()).device
     x_all = calib.x.to(device)
     if x_all.is_floating_point():
@@ -853,8 +816,6 @@ def run_method(
     reference is copied after it. Parameters are frozen (``requires_grad=False``) and all
     modules in eval mode while optimising; both are restored on the returned model.
     """
-    import copy
-
     _check_calibration(calib)
     training = {name: m.training for name, m in model.named_modules()}
     grad_flags = {name: p.requires_grad for name, p in model.named_parameters()}

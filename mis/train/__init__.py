@@ -2,8 +2,7 @@
 trajectory recording, logit extraction and resumable jobs.
 
 Everything here produces arrays for the run store (:mod:`mis.store`); the estimators
-never import this package. Submodules are imported lazily, so ``import mis.train`` is
-cheap and torch is only loaded when a torch-backed name is first used::
+never import this package::
 
     from mis.train import keep_masks, train_ensemble, TrainConfig
 
@@ -12,88 +11,93 @@ Submodules
 data        synthetic Gaussian mixture, digits, CIFAR-10/100, TinyImageNet, npz; augmentations
 models      Aubinais' quadratic single layer, MLP, digits CNN, CIFAR ResNet-18/50, DenseNet-121
 masks       ``keep_masks`` (LiRA recipe: every example IN for exactly pkeep·n_models models)
+config      ``TrainConfig`` and what both trainers derive from it: seeds, batch plans, devices
 ensemble    ``train_ensemble``: K models at once with ``torch.func`` (vmap + functional_call)
-trainer     ``TrainConfig``, ``train_model``: plain loop, AMP bf16 / channels-last, checkpoints
+trainer     ``train_model``: plain loop, AMP bf16 / channels-last, checkpoints
 trajectory  ``TrajectoryRecorder``: quantized validation losses and weight hashes per checkpoint
 logits      ``extract_logits``: logits under augmentation queries, shape (M, N, A, C)
 jobs        ``JobSpec``, ``run_jobs``, ``SerialExecutor``, ``ProcessExecutor``; standard jobs
+executors   ``make_executor``: serial, process pool or Dask cluster (``mis[dask]``)
 """
 
-from __future__ import annotations
+from mis.train.config import TrainConfig
+from mis.train.data import (
+    Dataset,
+    GaussianMixture,
+    augmentation_queries,
+    gaussian_mixture,
+    hflip,
+    load_cifar10,
+    load_cifar100,
+    load_digits,
+    load_npz,
+    load_tinyimagenet,
+    random_flip_crop,
+    restricted_load,
+    shift,
+)
+from mis.train.ensemble import Ensemble, train_ensemble
+from mis.train.jobs import (
+    JobSpec,
+    ProcessExecutor,
+    SerialExecutor,
+    gather,
+    lira_job,
+    run_job,
+    run_jobs,
+    trajectory_job,
+)
+from mis.train.logits import extract_logits
+from mis.train.masks import keep_masks
+from mis.train.models import (
+    MLP,
+    DigitsCNN,
+    QuadraticLinear,
+    build_model,
+    count_parameters,
+    densenet121,
+    resnet18,
+    resnet50,
+)
+from mis.train.trainer import train_model
+from mis.train.trajectory import TrajectoryRecorder, weights_hash
 
-import importlib
-
-_EXPORTS = {
-    # data
-    "GaussianMixture": "data",
-    "gaussian_mixture": "data",
-    "Dataset": "data",
-    "load_digits": "data",
-    "load_cifar10": "data",
-    "load_cifar100": "data",
-    "load_tinyimagenet": "data",
-    "load_npz": "data",
-    "restricted_load": "data",
-    "hflip": "data",
-    "shift": "data",
-    "augmentation_queries": "data",
-    "random_flip_crop": "data",
-    # models
-    "QuadraticLinear": "models",
-    "MLP": "models",
-    "DigitsCNN": "models",
-    "resnet18": "models",
-    "resnet50": "models",
-    "densenet121": "models",
-    "build_model": "models",
-    "count_parameters": "models",
-    # masks
-    "keep_masks": "masks",
-    # trainers
-    "TrainConfig": "trainer",
-    "train_model": "trainer",
-    "train_ensemble": "ensemble",
-    "Ensemble": "ensemble",
-    # trajectory, logits
-    "TrajectoryRecorder": "trajectory",
-    "weights_hash": "trajectory",
-    "extract_logits": "logits",
-    # jobs
-    "JobSpec": "jobs",
-    "run_job": "jobs",
-    "run_jobs": "jobs",
-    "SerialExecutor": "jobs",
-    "ProcessExecutor": "jobs",
-    "gather": "jobs",
-    "lira_job": "jobs",
-    "trajectory_job": "jobs",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def progress_bar(iterable=None, *, total=None, desc=None, enabled=None):
-    """A tqdm bar on stderr, quiet (disabled) when stderr is not a terminal.
-
-    ``enabled=None`` decides from ``sys.stderr.isatty()``; ``True``/``False`` force it.
-    """
-    import sys
-
-    from tqdm.auto import tqdm
-
-    if enabled is None:
-        enabled = bool(getattr(sys.stderr, "isatty", lambda: False)())
-    return tqdm(iterable, total=total, desc=desc, disable=not enabled, leave=False)
-
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mis.train' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"mis.train.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__all__ = [
+    "MLP",
+    "Dataset",
+    "DigitsCNN",
+    "Ensemble",
+    "GaussianMixture",
+    "JobSpec",
+    "ProcessExecutor",
+    "QuadraticLinear",
+    "SerialExecutor",
+    "TrainConfig",
+    "TrajectoryRecorder",
+    "augmentation_queries",
+    "build_model",
+    "count_parameters",
+    "densenet121",
+    "extract_logits",
+    "gather",
+    "gaussian_mixture",
+    "hflip",
+    "keep_masks",
+    "lira_job",
+    "load_cifar10",
+    "load_cifar100",
+    "load_digits",
+    "load_npz",
+    "load_tinyimagenet",
+    "random_flip_crop",
+    "resnet18",
+    "resnet50",
+    "restricted_load",
+    "run_job",
+    "run_jobs",
+    "shift",
+    "train_ensemble",
+    "train_model",
+    "trajectory_job",
+    "weights_hash",
+]

@@ -30,9 +30,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image  # Pillow: installed as a dependency of matplotlib
 
-from mis._validation import as_generator, positive_int
+from mis._progress import progress_bar
+from mis._validation import as_generator, positive_int, real
 from mis.exceptions import MisValueError
+from mis.store import atomic_write
 
 __all__ = [
     "Dataset",
@@ -95,8 +100,6 @@ class Dataset:
         ``uint8`` inputs are divided by 255; then ``(x - mean) / std`` per channel (axis 1)
         when ``mean``/``std`` are set.
         """
-        import torch
-
         x = self.x if x is None else x
         t = torch.as_tensor(np.asarray(x))
         t = t.float().div_(255.0) if t.dtype == torch.uint8 else t.float()
@@ -152,10 +155,8 @@ class GaussianMixture:
         """Draw a mixture (centres and cluster labels) from ``rng`` (see the class docstring)."""
         dim = positive_int(dim, "dim")
         k_modes = positive_int(k_modes, "k_modes", minimum=2)
-        if not (np.isfinite(sigma) and sigma > 0):
-            raise MisValueError(f"sigma must be a positive finite number; got {sigma!r}")
-        if not (np.isfinite(centre_scale) and centre_scale > 0):
-            raise MisValueError(f"centre_scale must be positive; got {centre_scale!r}")
+        real(sigma, "sigma", 0.0, open_lo=True)
+        real(centre_scale, "centre_scale", 0.0, open_lo=True)
         g = as_generator(rng)
         centres = centre_scale * g.standard_normal((k_modes, dim))
         labels = g.permutation(np.arange(k_modes) % 2).astype(np.int64)
@@ -205,7 +206,7 @@ def load_digits() -> Dataset:
     Returns a :class:`Dataset` with ``x`` of shape (1797, 1, 8, 8) float32 in [0, 1]
     (pixel values 0–16 divided by 16), ``y`` int64, no test split (use keep masks).
     """
-    try:
+    try:  # scikit-learn is the optional extra mis[digits]: imported only when asked for
         from sklearn.datasets import load_digits as _sk_load_digits
     except ImportError:  # pragma: no cover - depends on the environment
         raise ImportError(
@@ -374,8 +375,6 @@ def load_cifar100(root, *, label: str = "fine") -> Dataset:
 # TinyImageNet
 # ------------------------------------------------------------------------------------------
 def _read_image(path: Path, size: int) -> np.ndarray:
-    from PIL import Image  # Pillow: installed as a dependency of matplotlib
-
     with Image.open(path) as im:
         im = im.convert("RGB")
         if im.size != (size, size):
@@ -431,7 +430,6 @@ def load_tinyimagenet(root, *, cache: bool = False, progress: bool | None = None
                 raise MisValueError(f"val_annotations.txt names unknown class {parts[1]!r}")
             vfiles.append(d / "val" / "images" / parts[0])
             vlabels.append(index[parts[1]])
-    from mis.train import progress_bar
 
     def read(paths, desc):
         out = np.empty((len(paths), 3, 64, 64), dtype=np.uint8)
@@ -447,7 +445,6 @@ def load_tinyimagenet(root, *, cache: bool = False, progress: bool | None = None
         **meta,
     )
     if cache:
-        from mis.store import atomic_write
 
         def write(f):
             buf = io.BytesIO()
@@ -520,8 +517,6 @@ def shift(x, dy: int, dx: int, *, mode: str = "reflect"):
     The vacated border is filled by padding the image (``mode``: ``"reflect"`` as in the LiRA
     reference's queries, or ``"constant"`` for zeros) and cropping back to ``H × W``.
     """
-    import torch.nn.functional as F
-
     if dy == 0 and dx == 0:
         return x
     p = max(abs(dy), abs(dx))
@@ -587,9 +582,6 @@ def random_flip_crop(x, flip, offsets, padding: int = 4):
     -------
     Tensor, shape (N, C, H, W)
     """
-    import torch
-    import torch.nn.functional as F
-
     n, c, h, w = x.shape
     x = torch.where(flip.view(n, 1, 1, 1).to(x.device), x.flip(-1), x)
     if padding == 0:

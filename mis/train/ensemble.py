@@ -10,7 +10,7 @@ stacked tensors.
 Each model trains on its own subset of a shared input tensor: a bool mask or an index array
 per model. Subsets may differ in size; every model draws its own batch order and
 augmentation from its own seed exactly as :func:`~mis.train.trainer.train_model` does
-(:func:`~mis.train.trainer.epoch_plan`), batches are padded to a common width with zero-weight
+(:func:`~mis.train.config.epoch_plan`), batches are padded to a common width with zero-weight
 rows, and a model whose epoch has fewer steps than the longest one is *inactive* on the extra
 steps (its parameters, optimizer state and step count do not move). So model k of an
 ensemble ends with the same weights, up to float rounding, as ``train_model`` with seed
@@ -41,11 +41,11 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from mis._progress import progress_bar
 from mis.exceptions import MisValueError
-from mis.train.losses import as_targets, check_loss, per_sample_loss
-from mis.train.trainer import (
+from mis.train.config import (
     TrainConfig,
-    _as_tensors,
+    as_tensors,
     data_generator,
     deterministic_algorithms,
     epoch_plan,
@@ -54,6 +54,9 @@ from mis.train.trainer import (
     resolve_device,
     subset_indices,
 )
+from mis.train.data import random_flip_crop
+from mis.train.losses import as_targets, check_loss, per_sample_loss
+from mis.train.models import QuadraticLinear
 
 __all__ = ["Ensemble", "train_ensemble"]
 
@@ -300,7 +303,7 @@ def train_ensemble(
     ----------
     model_fn : callable
         Zero-argument factory (e.g. ``functools.partial(build_model, "mlp", ...)``); model k
-        is built by :func:`~mis.train.trainer.init_model` from ``seeds[k]``.
+        is built by :func:`~mis.train.config.init_model` from ``seeds[k]``.
     x : Tensor, shape (N, ...), float
         Inputs shared by all models (for one independent data set per model, concatenate
         them and pass index sets as ``subsets``).
@@ -327,16 +330,13 @@ def train_ensemble(
     -------
     Ensemble
     """
-    from mis.train import progress_bar
-    from mis.train.models import QuadraticLinear
-
     seeds = [int(s) for s in seeds]
     k = len(seeds)
     if k == 0:
         raise MisValueError("seeds must name at least one model")
     device = resolve_device(device)
     targets = as_targets(y, check_loss(loss))
-    x, _ = _as_tensors(x, targets)  # shape checks
+    x, _ = as_tensors(x, targets)  # shape checks
     y = targets
     n = x.shape[0]
     if subsets is None:
@@ -422,9 +422,6 @@ def _epoch_batches(x, y, sub_pad, sizes, config, gens, device, use_fast):
     The whole epoch's draws are made up front (in each model's generator order); the
     batches themselves are gathered lazily, one step at a time.
     """
-    from mis.train.data import random_flip_crop
-    from mis.train.models import QuadraticLinear
-
     k = len(sizes)
     plans = [epoch_plan(sizes[i], config, gens[i]) for i in range(k)]
     n_steps = max(len(p) for p in plans)

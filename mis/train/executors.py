@@ -6,9 +6,9 @@ Every study runs its independent jobs (shadow models, trajectory runs) through
 :class:`DaskExecutor`, which submits the jobs to a `Dask distributed
 <https://distributed.dask.org>`_ cluster — a :class:`distributed.LocalCluster` on this
 machine, or a scheduler whose workers were started on an HPC system by dask-jobqueue
-(SLURM, PBS, …) or by hand — plus :func:`make_executor` and :func:`add_executor_arguments`,
-the one place where the study command lines (``--executor serial|process|dask``,
-``--scheduler ADDRESS``) turn into an executor.
+(SLURM, PBS, …) or by hand — plus :func:`make_executor`, which turns an executor's name and
+options (what the study command lines' ``--executor serial|process|dask``,
+``--scheduler ADDRESS``, … select) into an executor.
 
 Failure model (see ``docs/scaleout.md``)
 ----------------------------------------
@@ -32,7 +32,6 @@ Dask is optional (``pip install 'mis[dask]'``): it is imported only when a
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import os
@@ -43,17 +42,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from mis._validation import boolean, integer, string
 from mis.exceptions import MisValueError, StoreCorruptError
 from mis.store import RunStore
 from mis.train.jobs import DONE, JobSpec, ProcessExecutor, SerialExecutor, run_job
 
-__all__ = [
-    "EXECUTORS",
-    "DaskExecutor",
-    "add_executor_arguments",
-    "executor_from_args",
-    "make_executor",
-]
+__all__ = ["EXECUTORS", "DaskExecutor", "make_executor"]
 
 EXECUTORS = ("serial", "process", "dask")
 _INSTALL_HINT = (
@@ -64,7 +60,7 @@ _PENDING = object()
 
 
 def _import_distributed():
-    try:
+    try:  # dask.distributed is the optional extra mis[dask]: imported only when it is used
         import distributed
     except ImportError as exc:
         raise ImportError(_INSTALL_HINT) from exc
@@ -81,8 +77,6 @@ def _job_label(fn: Callable) -> str:
 
 def _call_with_torch_threads(threads: int, fn: Callable, item):
     """Run ``fn(item)`` with ``torch.set_num_threads(threads)`` (runs on the worker)."""
-    import torch
-
     torch.set_num_threads(threads)
     return fn(item)
 
@@ -198,10 +192,8 @@ class DaskExecutor:
             ("allowed_failures", allowed_failures, 0),
             ("torch_threads", torch_threads, 1),
         ):
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < low
-            ):
-                raise MisValueError(f"{pname} must be an integer >= {low}; got {value!r}")
+            if value is not None:
+                integer(value, pname, low)
         res = {str(k): float(v) for k, v in (resources or {}).items()}
         if gpu:
             res.setdefault("GPU", 1.0)
@@ -429,10 +421,14 @@ def make_executor(
     threads_per_worker: int | None = None,
     gpu: bool = False,
     retries: int = 2,
+    torch_threads: int | None = None,
     allowed_failures: int = 3,
     **dask_kwargs: Any,
 ):
-    """The executor named by ``kind`` (what ``--executor`` selects).
+    """The executor named by ``kind``: the one entry point from a name and options.
+
+    Every option has the default that leaves it unset, so a command line can pass all of
+    its execution options through as they were parsed.
 
     Parameters
     ----------
@@ -441,40 +437,49 @@ def make_executor(
         a pool of ``n_workers`` spawned processes with ``threads_per_worker`` torch threads
         each (:class:`~mis.train.jobs.ProcessExecutor`); ``dask``: :class:`DaskExecutor`.
     scheduler : str, path-like or Cluster, optional
-        Dask only: scheduler address or scheduler file; default a local cluster.
+        Dask only: scheduler address (``tcp://host:8786``) or scheduler file (``.json``);
+        default a local cluster.
     n_workers, threads_per_worker : int, optional
-        Process pool size and threads, or local Dask cluster size and threads.
+        Process pool size (default: the number of CPUs) and torch threads per worker
+        (default: CPUs / workers), or local Dask cluster size and threads (default 1).
     gpu : bool, default False
-        Dask: each job asks for the worker resource ``GPU`` (see :class:`DaskExecutor`).
-        Ignored by the serial and process executors (the job config chooses the device).
-    retries, allowed_failures : int
-        Dask only: re-runs of a job that raised / worker deaths a job may survive.
+        Dask: each job asks for one unit of the worker resource ``GPU`` (workers started
+        with ``--resources GPU=1``, see :class:`DaskExecutor`). Ignored by the serial and
+        process executors (the job config chooses the device).
+    retries : int, default 2
+        Dask: re-runs of a job that raised; ignored by the serial and process executors.
+    torch_threads : int, optional
+        Dask only: ``torch.set_num_threads`` on the worker before each job (default: one
+        thread under a Dask nanny).
+    allowed_failures : int, default 3
+        Dask: worker deaths a job may survive.
     **dask_kwargs
-        Further :class:`DaskExecutor` options (``resources``, ``torch_threads``,
-        ``check_shared``, local-cluster options).
+        Further :class:`DaskExecutor` options (``resources``, ``check_shared``, local-cluster
+        options).
 
     Raises
     ------
     MisValueError
-        For an unknown ``kind``, or Dask-only options with another kind.
+        For an unknown ``kind``, or Dask-only options (``scheduler``, ``torch_threads``,
+        ``dask_kwargs``) with another kind.
     ImportError
         For ``kind="dask"`` when dask.distributed is not installed.
     """
-    if kind not in EXECUTORS:
-        raise MisValueError(f"executor must be one of {list(EXECUTORS)}; got {kind!r}")
+    string(kind, "executor", EXECUTORS)
+    gpu = boolean(gpu, "gpu")
     if kind != "dask":
-        extra = sorted(dask_kwargs) + (["scheduler"] if scheduler is not None else [])
+        given = dict(dask_kwargs, scheduler=scheduler, torch_threads=torch_threads)
+        extra = sorted(k for k, v in given.items() if v is not None)
         if extra:
             raise MisValueError(
-                f"option(s) {extra} apply to the dask executor only; got executor {kind!r} "
-                "(use --executor dask)"
+                f"option(s) {extra} apply to the dask executor only; got executor {kind!r}"
             )
     if kind == "serial":
         return SerialExecutor()
     if kind == "process":
         for pname, value in (("n_workers", n_workers), ("threads_per_worker", threads_per_worker)):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise MisValueError(f"{pname} must be an integer >= 1; got {value!r}")
+            if value is not None:
+                integer(value, pname, 1)
         return ProcessExecutor(n_workers, threads_per_worker=threads_per_worker)
     _import_distributed()
     return DaskExecutor(
@@ -484,78 +489,6 @@ def make_executor(
         gpu=gpu,
         retries=retries,
         allowed_failures=allowed_failures,
+        torch_threads=torch_threads,
         **dask_kwargs,
-    )
-
-
-def add_executor_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the execution options of a study command to ``parser``.
-
-    ``--executor {serial,process,dask}``, ``--scheduler ADDRESS``, ``--workers N``,
-    ``--threads-per-worker N``, ``--gpu``, ``--retries N``, ``--torch-threads N``. Turn the
-    parsed arguments into an executor with :func:`executor_from_args`. Returns the group.
-    """
-    g = parser.add_argument_group("execution")
-    g.add_argument(
-        "--executor",
-        choices=EXECUTORS,
-        default="serial",
-        help="where the jobs run: this process, a process pool, or a Dask cluster (default serial)",
-    )
-    g.add_argument(
-        "--scheduler",
-        metavar="ADDRESS",
-        default=None,
-        help="Dask scheduler address (tcp://host:8786) or scheduler file (.json); "
-        "default with --executor dask: a local cluster",
-    )
-    g.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        metavar="N",
-        help="process pool / local Dask cluster size (default: number of CPUs)",
-    )
-    g.add_argument(
-        "--threads-per-worker",
-        type=int,
-        default=None,
-        metavar="N",
-        help="threads per worker (default: CPUs / workers for process, 1 for dask)",
-    )
-    g.add_argument(
-        "--gpu",
-        action="store_true",
-        help="dask: each job asks for one unit of the worker resource GPU "
-        "(workers started with --resources GPU=1)",
-    )
-    g.add_argument(
-        "--retries",
-        type=int,
-        default=2,
-        metavar="N",
-        help="dask: re-runs of a job that raised (default 2)",
-    )
-    g.add_argument(
-        "--torch-threads",
-        type=int,
-        default=None,
-        metavar="N",
-        help="dask: torch threads per job on the workers (default: 1 under a Dask nanny)",
-    )
-    return g
-
-
-def executor_from_args(args: argparse.Namespace):
-    """The executor for arguments parsed with :func:`add_executor_arguments`."""
-    kind = args.executor
-    extra = {} if args.torch_threads is None else {"torch_threads": args.torch_threads}
-    return make_executor(
-        kind,
-        scheduler=args.scheduler,
-        n_workers=args.workers,
-        threads_per_worker=args.threads_per_worker,
-        gpu=args.gpu and kind == "dask",
-        retries=args.retries,
-        **extra,
     )

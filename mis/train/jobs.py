@@ -23,9 +23,10 @@ validation losses). :func:`gather` stacks the per-job arrays into the canonical 
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
-import importlib
+import multiprocessing
 import os
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -33,9 +34,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from mis._progress import progress_bar
 from mis.exceptions import MisValueError
+from mis.quant import weight_quantizer
 from mis.store import RunStore
+from mis.train.config import TrainConfig, resolve_device
+from mis.train.data import (
+    GaussianMixture,
+    load_cifar10,
+    load_cifar100,
+    load_digits,
+    load_npz,
+    load_tinyimagenet,
+)
+from mis.train.logits import extract_logits
+from mis.train.masks import keep_masks
+from mis.train.models import build_model
+from mis.train.trainer import train_model
+from mis.train.trajectory import TrajectoryRecorder
 
 __all__ = [
     "JobSpec",
@@ -140,8 +158,6 @@ class SerialExecutor:
 
 
 def _init_worker(threads: int) -> None:
-    import torch
-
     torch.set_num_threads(threads)
 
 
@@ -172,12 +188,9 @@ class ProcessExecutor:
         self.mp_context = mp_context
 
     def map(self, fn: Callable, iterable: Iterable) -> Iterable:
-        import concurrent.futures as cf
-        import multiprocessing as mp
-
-        with cf.ProcessPoolExecutor(
+        with concurrent.futures.ProcessPoolExecutor(
             self.max_workers,
-            mp_context=mp.get_context(self.mp_context),
+            mp_context=multiprocessing.get_context(self.mp_context),
             initializer=_init_worker,
             initargs=(self.threads,),
         ) as pool:
@@ -191,8 +204,6 @@ def run_jobs(
 
     Returns the status of each job (``"done"`` or ``"skipped"``), in order.
     """
-    from mis.train import progress_bar
-
     specs = list(specs)
     executor = executor or SerialExecutor()
     results = executor.map(functools.partial(run_job, fn), specs)
@@ -221,16 +232,14 @@ def gather(store, names: Sequence[str], key: str, out: str | None = None, **meta
 def load_dataset(spec: Mapping[str, Any]):
     """A :class:`~mis.train.data.Dataset` from ``{"name": ..., ...}`` (digits, cifar10,
     cifar100, tinyimagenet with ``root``; npz with ``path``)."""
-    from mis.train import data
-
     spec = dict(spec)
     name = spec.pop("name", None)
     loaders = {
-        "digits": data.load_digits,
-        "cifar10": data.load_cifar10,
-        "cifar100": data.load_cifar100,
-        "tinyimagenet": data.load_tinyimagenet,
-        "npz": data.load_npz,
+        "digits": load_digits,
+        "cifar10": load_cifar10,
+        "cifar100": load_cifar100,
+        "tinyimagenet": load_tinyimagenet,
+        "npz": load_npz,
     }
     if name not in loaders:
         raise MisValueError(f"dataset name must be one of {sorted(loaders)}; got {name!r}")
@@ -238,8 +247,6 @@ def load_dataset(spec: Mapping[str, Any]):
 
 
 def _model_fn(spec: Mapping[str, Any]):
-    from mis.train.models import build_model
-
     spec = dict(spec)
     name = spec.pop("name", None)
     return functools.partial(build_model, name, **spec)
@@ -251,16 +258,12 @@ def lira_job(config: Mapping[str, Any], index: int, seed: int, scratch: Path) ->
     Config keys: ``dataset`` (for :func:`load_dataset`), ``n_models``, ``pkeep`` (default
     0.5), ``keep_seed`` (the keep masks are recomputed identically in every job),
     ``model`` (``{"name": ..., **kwargs}`` for :func:`~mis.train.models.build_model`),
-    ``train`` (:class:`~mis.train.trainer.TrainConfig` fields), ``n_aug`` (queries, default 2),
+    ``train`` (:class:`~mis.train.config.TrainConfig` fields), ``n_aug`` (queries, default 2),
     ``device`` (optional), ``n_examples`` (optional: use only the first ones).
 
     Returns ``{"keep": (N,) bool, "logits": (N, n_aug, n_classes) float32}``.
     Checkpoints every epoch in ``scratch`` so a killed job resumes.
     """
-    from mis.train.logits import extract_logits
-    from mis.train.masks import keep_masks
-    from mis.train.trainer import TrainConfig, train_model
-
     ds = load_dataset(config["dataset"])
     n = int(config.get("n_examples") or len(ds))
     keep = keep_masks(
@@ -295,16 +298,7 @@ def _resolve_quantizers(spec) -> dict:
         }
     out = {}
     for name, q in spec.items():
-        if isinstance(q, str):
-            try:
-                quant = importlib.import_module("mis.quant")
-                q = quant.weight_quantizer(q)
-            except (ImportError, AttributeError) as exc:
-                raise MisValueError(
-                    f"quantizer {name!r} is given by name ({q!r}) but mis.quant.weight_quantizer "
-                    f"is not available ({exc}); pass a callable w -> w_q instead"
-                ) from None
-        out[name] = q
+        out[name] = weight_quantizer(q) if isinstance(q, str) else q
     return out
 
 
@@ -321,12 +315,6 @@ def trajectory_job(config: Mapping[str, Any], index: int, seed: int, scratch: Pa
     Returns ``val_losses`` (n_q, n_ckpt, n_val), ``qhash`` and ``val_epochs``
     (n_q, n_ckpt), plus the run's training set ``x`` (n, dim) and ``y``.
     """
-    import torch
-
-    from mis.train.data import GaussianMixture
-    from mis.train.trainer import TrainConfig, resolve_device, train_model
-    from mis.train.trajectory import TrajectoryRecorder
-
     mx = dict(config["mixture"])
     mixture = GaussianMixture.random(
         dim=mx.get("dim", 128), k_modes=mx["k_modes"], sigma=mx["sigma"], rng=int(mx.get("seed", 0))

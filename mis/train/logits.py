@@ -13,14 +13,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from mis._progress import progress_bar
 from mis.exceptions import MisValueError
+from mis.train.config import resolve_device
+from mis.train.data import augmentation_queries
+from mis.train.ensemble import Ensemble
 
 __all__ = ["extract_logits"]
 
 
 def _queries(queries) -> list[Callable]:
-    from mis.train.data import augmentation_queries
-
     if queries is None:
         queries = augmentation_queries(1)
     elif isinstance(queries, int):
@@ -71,10 +73,6 @@ def extract_logits(
     -------
     ndarray of float32, shape (n_models, N, n_aug, n_classes)
     """
-    from mis.train import progress_bar
-    from mis.train.ensemble import Ensemble
-    from mis.train.trainer import resolve_device
-
     qs = _queries(queries)
     x = torch.as_tensor(x)
     if not x.is_floating_point():

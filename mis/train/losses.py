@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mis._validation import string
 from mis.exceptions import MisValueError
 
 __all__ = ["LOSSES", "as_targets", "check_loss", "per_sample_loss"]
@@ -27,9 +28,7 @@ LOSSES = ("cross_entropy", "mse")
 
 def check_loss(loss) -> str:
     """``loss`` if it names one of :data:`LOSSES`, else a ``ValueError``."""
-    if loss not in LOSSES:
-        raise MisValueError(f"loss must be one of {list(LOSSES)}; got {loss!r}")
-    return loss
+    return string(loss, "loss", LOSSES)
 
 
 def as_targets(y, loss: str, name: str = "y") -> torch.Tensor:

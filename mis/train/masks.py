@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mis._validation import as_generator, positive_int
+from mis._validation import as_generator, positive_int, probability
 from mis.exceptions import MisValueError
 
 __all__ = ["keep_masks"]
@@ -36,12 +36,7 @@ def keep_masks(n_models, n_examples, pkeep=0.5, rng=None) -> np.ndarray:
     """
     n_models = positive_int(n_models, "n_models", minimum=2)
     n_examples = positive_int(n_examples, "n_examples")
-    try:
-        p = float(pkeep)
-    except (TypeError, ValueError):
-        raise MisValueError(f"pkeep must be a number in (0, 1); got {pkeep!r}") from None
-    if not 0 < p < 1:
-        raise MisValueError(f"pkeep must be in the open interval (0, 1); got {pkeep!r}")
+    p = probability(pkeep, "pkeep")
     n_in = round(p * n_models)
     if abs(n_in - p * n_models) > 1e-9 * n_models or not 1 <= n_in <= n_models - 1:
         raise MisValueError(

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mis.exceptions import MisValueError
+from mis._validation import string
 
 __all__ = [
     "MLP",
@@ -283,8 +283,7 @@ def build_model(name: str, **kwargs) -> nn.Module:
 
     ``functools.partial(build_model, name, **kwargs)`` is a picklable model factory.
     """
-    if name not in _REGISTRY:
-        raise MisValueError(f"model must be one of {sorted(_REGISTRY)}; got {name!r}")
+    string(name, "model", sorted(_REGISTRY))
     return _REGISTRY[name](**kwargs)
 
 

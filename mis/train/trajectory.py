@@ -37,6 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from mis._validation import integer
 from mis.exceptions import MisValueError
 from mis.train.losses import as_targets, check_loss, per_sample_loss
 
@@ -127,10 +128,9 @@ class TrajectoryRecorder:
                 f"y_val must have one label per row of x_val ({x_val.shape[0]}); "
                 f"got shape {tuple(self.y_val.shape)}"
             )
-        if not isinstance(every, int) or every < 1:
-            raise MisValueError(f"every must be an integer >= 1; got {every!r}")
-        if keep_best is not None and (not isinstance(keep_best, int) or keep_best < 1):
-            raise MisValueError(f"keep_best must be None or an integer >= 1; got {keep_best!r}")
+        integer(every, "every", 1)
+        if keep_best is not None:
+            integer(keep_best, "keep_best", 1)
         if params not in ("all", "weights") and not callable(params):
             raise MisValueError(f"params must be 'all', 'weights' or a callable; got {params!r}")
         self.every = every

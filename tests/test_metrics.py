@@ -1,5 +1,7 @@
 """ROC metrics against scikit-learn, the slow references, and their defining properties."""
 
+import math
+
 import naive
 import numba
 import numpy as np
@@ -484,3 +486,41 @@ def test_cluster_weights_that_could_overflow_are_refused():
     groups = np.concatenate([np.zeros(n // 2, int), 1 + np.arange(n // 2)])
     with pytest.raises(MisValueError, match="groups must satisfy"):
         metrics.bootstrap_roc(s, y, fprs=0.5, n_resamples=2, groups=groups)
+
+
+# -- summaries over replicates and multiple testing (t_interval, holm) ----------------------------
+def test_holm_matches_statsmodels(monkeypatch):
+    import gc
+
+    from statsmodels.stats.multitest import multipletests
+
+    monkeypatch.setattr(gc, "collect", lambda *a: 0)  # statsmodels collects on every call
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        p = rng.uniform(0, 0.2, size=rng.integers(1, 15))
+        p[rng.random(p.size) < 0.2] = np.nan
+        adj, rej = metrics.holm(p, 0.05)
+        ok = np.isfinite(p)
+        assert np.isnan(adj[~ok]).all() and not rej[~ok].any()
+        if ok.any():
+            r, a, _, _ = multipletests(p[ok], alpha=0.05, method="holm")
+            np.testing.assert_allclose(adj[ok], a, rtol=1e-12)
+            np.testing.assert_array_equal(rej[ok], r)
+            assert (adj[ok] >= p[ok]).all()
+
+
+def test_t_interval():
+    v = np.array([0.1, 0.3, 0.2, np.nan, 0.25])
+    d = metrics.t_interval(v, 0.9)
+    f = v[np.isfinite(v)]
+    lo, hi = stats.t.interval(0.9, f.size - 1, loc=f.mean(), scale=stats.sem(f))
+    assert d["n"] == 4 and math.isclose(d["mean"], f.mean())
+    assert math.isclose(d["low"], lo) and math.isclose(d["high"], hi)
+    assert math.isnan(metrics.t_interval([0.5])["sd"]) and metrics.t_interval([])["n"] == 0
+
+
+def test_t_interval_and_holm_bad_input():
+    with pytest.raises(MisValueError, match="confidence_level"):
+        metrics.t_interval([1.0, 2.0], 1.0)
+    with pytest.raises(MisValueError, match="alpha"):
+        metrics.holm([0.01, 0.02], 0.0)

@@ -44,7 +44,7 @@ def data_blind(n_runs=60, n=25, d=2, seed=0):
     return w, mx, my, loss(mx, my), nx, ny, loss(nx, ny)
 
 
-def test_memorising_model_has_mis_near_zero():
+def test_memorising_model_has_discriminator_mis_near_zero():
     r = discriminator_mis(*lookup_table(), device="cpu", rng=0, **FAST)
     assert r.mis.high < 0.2
     assert r.mis.low <= r.mis.estimate <= r.mis.high
@@ -53,7 +53,7 @@ def test_memorising_model_has_mis_near_zero():
     assert r.device == "cpu"
 
 
-def test_data_blind_model_has_mis_near_one():
+def test_data_blind_model_has_discriminator_mis_near_one():
     r = discriminator_mis(*data_blind(), device="cpu", rng=0, **FAST)
     assert r.mis.low > 0.8
     assert r.mis.estimate <= 1.0

@@ -1,18 +1,548 @@
-"""Slow, obviously-correct reference implementations.
+"""Slow, obviously-correct reference implementations (stumpy's ``naive.X`` ↔ ``core.X``).
 
-Every numba kernel of mis is tested against a function here on random
-inputs. Nothing here is optimised: clarity is the point. One section per
-area of the package.
+Part 1 holds the twin of every public numba kernel of ``mis/_kernels/<module>.py``: the same
+name and parameters, the same outputs, computed with plain loops and scipy
+(tests/test_naive_twins.py checks that none is missing and compares each pair on random
+inputs). Part 2 holds references of public functions of the package, grouped under a comment
+naming the function they mirror. Nothing here is optimised: clarity is the point.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import numpy as np
+from scipy import stats
+from scipy.special import logsumexp
+
+# ############################################################################################
+# Part 1. Kernel twins: mis/_kernels/<module>.py  <->  naive.<same name>
+# ############################################################################################
+# Each public numba kernel has a twin here with the same name and parameters: it writes the
+# same ``out`` arrays and returns the same values, computed the slow, obvious way (Python
+# loops, scipy). Arguments that only select a kernel's fast path are accepted and unused.
+# tests/test_naive_twins.py checks that every kernel has its twin and compares each pair.
 
 # ============================================================================================
-# metrics: ROC, AUC, TPR@FPR, log-AUC, bootstrap
+# mis._kernels.random: splitmix64 streams (stream_state, next_below, two_below)
 # ============================================================================================
+_MASK64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
 
+
+def _mix64(z: int) -> int:
+    """The splitmix64 output function on Python integers (Vigna's splitmix64.c)."""
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def stream_state(seed, index) -> int:
+    """Initial state of stream ``index`` under ``seed``: mix64(seed XOR mix64(index + golden))."""
+    return _mix64(int(seed) ^ _mix64((int(index) + _GOLDEN) & _MASK64))
+
+
+def next_below(state, n) -> tuple[int, int]:
+    """Advance the state by the golden gamma; draw ``(high 32 bits of mix64) · n >> 32``."""
+    state = (int(state) + _GOLDEN) & _MASK64
+    return state, ((_mix64(state) >> 32) * int(n)) >> 32
+
+
+def two_below(state, n) -> tuple[int, int, int]:
+    """Advance once; two draws in [0, n) from the high, then the low 32 bits of one output."""
+    state = (int(state) + _GOLDEN) & _MASK64
+    r = _mix64(state)
+    return state, ((r >> 32) * int(n)) >> 32, ((r & 0xFFFFFFFF) * int(n)) >> 32
+
+
+# ============================================================================================
+# mis._kernels.roc: ROC points, metrics of a weighted sample, bootstrap and jackknife
+# ============================================================================================
+def roc_points(labels, is_end):
+    """(fps, tps, ends): false / true positives above each tie-group end, from (0, 0).
+
+    ``labels`` (nonzero = member) and ``is_end`` are in decreasing order of score.
+    """
+    labels = np.asarray(labels)
+    fps, tps, ends = [0.0], [0.0], []
+    for s in range(len(labels)):
+        if is_end[s]:
+            fps.append(float(np.sum(labels[: s + 1] == 0)))
+            tps.append(float(np.sum(labels[: s + 1] != 0)))
+            ends.append(s)
+    return np.array(fps), np.array(tps), np.array(ends, dtype=np.int64)
+
+
+def _roc_vertices(cn, cp, neg_end, pos_lo, pos_hi, n_groups):
+    """Vertices (FPR, TPR) of the weighted ROC curve described by the kernels' layout.
+
+    Group g (tie group holding a non-member) runs from (FP above it, TP strictly above it)
+    to (FP in it or above, TP in it or above); members below the last one end at (1, 1).
+    """
+    neg, pos = float(cn[-1]), float(cp[-1])
+    vertices = [(0.0, 0.0)]
+    above = 0
+    for g in range(n_groups):
+        vertices.append((cn[above] / neg, cp[pos_lo[g]] / pos))
+        vertices.append((cn[neg_end[g]] / neg, cp[pos_hi[g]] / pos))
+        above = neg_end[g]
+    vertices.append((1.0, 1.0))
+    return vertices
+
+
+def roc_metrics(
+    cn, cp, neg_end, pos_lo, pos_hi, n_groups, simple, fprs, strict, fpr_min, log_table, out
+):
+    """TPR at each FPR level, AUC and log-AUC of one weighted sample, into ``out`` (k + 2,).
+
+    From the curve's vertices: the largest TPR at a vertex with FPR <= α (< α when strict);
+    the trapezoid area; the log-AUC as the exact integral of each straight segment
+    TPR(f) = c + m f against d ln f over [max(f0, fpr_min), f1], over ln(1 / fpr_min).
+    NaN everywhere when a class has zero weight. ``simple`` and ``log_table`` (fast paths of
+    the kernel) are unused.
+    """
+    if cn[-1] <= 0 or cp[-1] <= 0:
+        out[:] = np.nan
+        return
+    vertices = _roc_vertices(cn, cp, neg_end, pos_lo, pos_hi, n_groups)
+    k = len(fprs)
+    for j, alpha in enumerate(fprs):
+        out[j] = max(t for f, t in vertices if (f < alpha if strict else f <= alpha))
+    auc = 0.0
+    log_area = 0.0
+    for (f0, t0), (f1, t1) in itertools.pairwise(vertices):
+        auc += (f1 - f0) * (t0 + t1) / 2.0
+        a = max(f0, fpr_min)
+        if f1 > f0 and f1 > a:
+            slope = (t1 - t0) / (f1 - f0)
+            log_area += (t0 - slope * f0) * math.log(f1 / a) + slope * (f1 - a)
+    out[k] = auc
+    out[k + 1] = log_area / math.log(1.0 / fpr_min)
+
+
+def _metrics_of_weights(w_neg, w_pos, neg_perm, pos_perm, layout, fprs, strict, fpr_min, out):
+    """Metrics of every scoring s: weights (scoring 0's class order) read through perm[s]."""
+    neg_end, pos_lo, pos_hi, n_groups = layout
+    for s in range(neg_perm.shape[0]):
+        cn = np.concatenate([[0], np.cumsum(np.asarray(w_neg)[neg_perm[s]])])
+        cp = np.concatenate([[0], np.cumsum(np.asarray(w_pos)[pos_perm[s]])])
+        roc_metrics(
+            cn, cp, neg_end[s], pos_lo[s], pos_hi[s], n_groups[s], None, fprs, strict, fpr_min,
+            None, out[s],
+        )  # fmt: skip
+
+
+def bootstrap_metrics(
+    neg_perm,
+    pos_perm,
+    neg_end,
+    pos_lo,
+    pos_hi,
+    n_groups,
+    simple,
+    neg_clusters,
+    pos_clusters,
+    n_clusters,
+    fprs,
+    strict,
+    fpr_min,
+    log_table,
+    seed,
+    n_resamples,
+):
+    """Metrics of every resample and scoring, (n_resamples, n_scorings, k + 2).
+
+    Resample b reads stream b of ``seed``. Stratified (``n_clusters == 0``): each class,
+    non-members first, is drawn with replacement to its own size, two draws per
+    :func:`two_below` and a last :func:`next_below` for an odd size; a draw r adds one to
+    the weight of the r-th of its class. Cluster mode: ``n_clusters`` draws of
+    :func:`next_below` choose clusters, and every observation weighs its cluster's count.
+    """
+    n_scorings, n_neg = neg_perm.shape
+    n_pos = pos_perm.shape[1]
+    layout = (neg_end, pos_lo, pos_hi, n_groups)
+    reps = np.empty((n_resamples, n_scorings, len(fprs) + 2))
+    for b in range(n_resamples):
+        state = stream_state(seed, b)
+        if n_clusters == 0:
+            w_neg, w_pos = [0] * n_neg, [0] * n_pos
+            for w in (w_neg, w_pos):
+                for _ in range(len(w) // 2):
+                    state, r1, r2 = two_below(state, len(w))
+                    w[r1] += 1
+                    w[r2] += 1
+                if len(w) % 2:
+                    state, r = next_below(state, len(w))
+                    w[r] += 1
+        else:
+            counts = [0] * n_clusters
+            for _ in range(n_clusters):
+                state, r = next_below(state, n_clusters)
+                counts[r] += 1
+            w_neg = [counts[c] for c in neg_clusters]
+            w_pos = [counts[c] for c in pos_clusters]
+        _metrics_of_weights(
+            w_neg, w_pos, neg_perm, pos_perm, layout, fprs, strict, fpr_min, reps[b]
+        )
+    return reps
+
+
+def jackknife_metrics(
+    neg_perm,
+    pos_perm,
+    neg_end,
+    pos_lo,
+    pos_hi,
+    n_groups,
+    simple,
+    neg_blocks,
+    pos_blocks,
+    n_blocks,
+    fprs,
+    strict,
+    fpr_min,
+    log_table,
+):
+    """Metrics with block g left out (weight 0, all others 1), (n_blocks, n_scorings, k + 2)."""
+    layout = (neg_end, pos_lo, pos_hi, n_groups)
+    out = np.empty((n_blocks, neg_perm.shape[0], len(fprs) + 2))
+    for g in range(n_blocks):
+        w_neg = [0 if blk == g else 1 for blk in neg_blocks]
+        w_pos = [0 if blk == g else 1 for blk in pos_blocks]
+        _metrics_of_weights(w_neg, w_pos, neg_perm, pos_perm, layout, fprs, strict, fpr_min, out[g])
+    return out
+
+
+# ============================================================================================
+# mis._kernels.attacks_signals: the logit transforms
+# ============================================================================================
+def logit_transform(logits, labels, start, stop, kind, out):
+    """``out[m, j, q]`` for examples start:stop, with scipy's logsumexp row by row.
+
+    kind 0 (SIGNAL): ℓ_y − logsumexp_{c≠y} ℓ_c; kind 1 (LOG_PROB): ℓ_y − logsumexp_c ℓ_c.
+    Returns the number of non-finite logits in the range (the values are then meaningless).
+    """
+    n_models, _, n_queries, _ = logits.shape
+    for m in range(n_models):
+        for j in range(start, stop):
+            y = int(labels[j])
+            for q in range(n_queries):
+                row = np.asarray(logits[m, j, q], dtype=np.float64)
+                others = row if kind == 1 else np.delete(row, y)
+                with np.errstate(invalid="ignore"):
+                    out[m, j, q] = row[y] - logsumexp(others)
+    return int((~np.isfinite(np.asarray(logits[:, start:stop], dtype=np.float64))).sum())
+
+
+# ============================================================================================
+# mis._kernels.lira: IN/OUT statistics over shadow models, online scores
+# ============================================================================================
+def shadow_stats(signals, keep, target, start, stop, median, mu_in, ss_in, mu_out, ss_out, n_in):
+    """Per example j in start:stop and query q, over the models other than ``target``:
+    the centre (mean, or median) and the sum of squared deviations about the mean of the
+    IN values (``keep``) and of the OUT values; NaN for an empty set. ``n_in`` counts the
+    IN shadows. The returned number counts the (example, query) pairs holding a non-finite
+    value (the caller raises; their outputs, NaN here, are not specified)."""
+    n_models, _, n_queries = signals.shape
+    shadows = [m for m in range(n_models) if m != target]
+    bad = 0
+    for r, j in enumerate(range(start, stop)):
+        n_in[r] = sum(bool(keep[m, j]) for m in shadows)
+        for q in range(n_queries):
+            if not np.isfinite([signals[m, j, q] for m in shadows]).all():
+                bad += 1
+                mu_in[r, q] = ss_in[r, q] = mu_out[r, q] = ss_out[r, q] = np.nan
+                continue
+            for member, mu, ss in ((True, mu_in, ss_in), (False, mu_out, ss_out)):
+                v = np.array([signals[m, j, q] for m in shadows if bool(keep[m, j]) == member])
+                if v.size == 0:
+                    mu[r, q] = ss[r, q] = np.nan
+                else:
+                    mu[r, q] = np.median(v) if median else v.mean()
+                    ss[r, q] = np.sum((v - v.mean()) ** 2)
+    return bad
+
+
+def loo_stats(signals, keep, start, stop, median, mu_in, ss_in, mu_out, ss_out):
+    """:func:`shadow_stats` with every model t in turn left out, into row t of the outputs
+    ``(n_models, stop - start, n_queries)``. The returned number counts the (example,
+    query) pairs with a non-finite value on any model, once (outputs NaN, not specified)."""
+    n_models, _, n_queries = signals.shape
+    n_in = np.empty(stop - start, dtype=np.int64)
+    for t in range(n_models):
+        shadow_stats(
+            signals, keep, t, start, stop, median, mu_in[t], ss_in[t], mu_out[t], ss_out[t], n_in
+        )
+    bad = 0
+    for r, j in enumerate(range(start, stop)):
+        for q in range(n_queries):
+            if not np.isfinite(signals[:, j, q]).all():
+                bad += 1
+                for arr in (mu_in, ss_in, mu_out, ss_out):
+                    arr[:, r, q] = np.nan
+    return bad
+
+
+def online_scores(s, mu_in, ss_in, n_in, mu_out, ss_out, n_out, var_floor, out):
+    """``out[j]`` = mean over queries of log N(s; μ_in, σ²_in) − log N(s; μ_out, σ²_out)
+    (scipy), σ² = max(ss / n, var_floor); returns how many variances were raised."""
+    raised = 0
+    for j in range(s.shape[0]):
+        terms = []
+        for q in range(s.shape[1]):
+            v_in = ss_in[j, q] / n_in[j]
+            v_out = ss_out[j, q] / n_out[j]
+            raised += int(v_in < var_floor) + int(v_out < var_floor)
+            v_in, v_out = max(v_in, var_floor), max(v_out, var_floor)
+            terms.append(
+                stats.norm.logpdf(s[j, q], mu_in[j, q], math.sqrt(v_in))
+                - stats.norm.logpdf(s[j, q], mu_out[j, q], math.sqrt(v_out))
+            )
+        out[j] = sum(terms) / len(terms)
+    return raised
+
+
+# ============================================================================================
+# mis._kernels.rq: r_Q of blocks (Algorithm 1, stable form), permutation counts
+# ============================================================================================
+RQ_OK, RQ_NON_FINITE, RQ_ONE_POINT, RQ_ZERO_VARIANCE = 0, 1, 2, 3  # status codes
+
+
+def rq_block(L, h, use_hash, ddof, means, kept, deltas, variances, ratios, x1):
+    """r_Q of one block (K, N) with its diagnostics (layout of :mod:`mis._kernels.rq`).
+
+    Mean losses by ``math.fsum``; checkpoints sorted by mean (ties: lower index); a
+    checkpoint is a duplicate when an earlier kept one has its hash (``use_hash``) or its
+    exact loss row; δ_p = m_p − m_0, σ²_p = numpy var(L_p − L_0, ddof); ratio δ²/(2σ²) with
+    δ = 0 → 0 and σ² = 0 → inf. ``x1`` is kernel scratch (unused). Returns (status, r_Q,
+    δ_2, n_distinct, best checkpoint, position of the minimum or -1).
+    """
+    L = np.asarray(L, dtype=np.float64)
+    n_ck, n_val = L.shape
+    if not np.isfinite(L).all():
+        return RQ_NON_FINITE, np.nan, np.nan, 0, -1, -1
+    m = [math.fsum(row) / n_val for row in L]
+    means[:] = m
+    points = []
+    for c in sorted(range(n_ck), key=lambda k: (m[k], k)):
+        if use_hash:
+            dup = any(h[p] == h[c] for p in points)
+        else:
+            dup = any(np.array_equal(L[p], L[c]) for p in points)
+        if not dup:
+            points.append(c)
+    n = len(points)
+    kept[:n] = points
+    best = points[0]
+    deltas[0], variances[0], ratios[0] = 0.0, 0.0, np.inf
+    if n == 1:
+        return RQ_ONE_POINT, np.inf, np.nan, 1, best, -1
+    r_q, argmin, all_zero = np.inf, -1, True
+    for p in range(1, n):
+        delta = m[points[p]] - m[best]
+        var = float(np.var(L[points[p]] - L[best], ddof=ddof))
+        all_zero = all_zero and var == 0.0
+        ratio = 0.0 if delta == 0.0 else np.inf if var == 0.0 else delta**2 / (2.0 * var)
+        deltas[p], variances[p], ratios[p] = delta, var, ratio
+        if ratio < r_q:
+            r_q, argmin = ratio, p
+    status = (RQ_ZERO_VARIANCE if all_zero else RQ_OK) if argmin == -1 else RQ_OK
+    return status, r_q, deltas[1], n, best, argmin
+
+
+def rq_many(L, H, use_hash, ddof, rq, delta2, n_distinct, best, argmin_ck, status):
+    """:func:`rq_block` of every (run, quantizer) block of L (R, Q, K, N) into the outputs;
+    ``argmin_ck`` is the checkpoint of the minimum (-1 if none)."""
+    n_runs, n_q, n_ck, _ = L.shape
+    for r in range(n_runs):
+        for q in range(n_q):
+            kept = np.empty(n_ck, dtype=np.int64)
+            st, v, d2, nd, bst, am = rq_block(
+                L[r, q], H[r, q] if use_hash else None, use_hash, ddof, np.empty(n_ck), kept,
+                np.empty(n_ck), np.empty(n_ck), np.empty(n_ck), None,
+            )  # fmt: skip
+            status[r, q], rq[r, q], delta2[r, q] = st, v, d2
+            n_distinct[r, q], best[r, q] = nd, bst
+            argmin_ck[r, q] = kept[am] if am >= 0 else -1
+
+
+def _correlation_numerators(rx, ry, sx, sy, perm):
+    """Σ_i rx_i ry_π(i) and Σ_{i<j} sx_ij sy_π(i)π(j)."""
+    q = len(rx)
+    rho = sum(rx[i] * ry[perm[i]] for i in range(q))
+    tau = sum(sx[i, j] * sy[perm[i], perm[j]] for i in range(q) for j in range(i + 1, q))
+    return rho, tau
+
+
+def exact_permutation_counts(rx, ry, sx, sy, rho_obs, tau_obs, tol):
+    """Over all q! permutations π (itertools): how many have |ρ_π| >= |ρ_obs| − tol, how many
+    |τ_π| >= |τ_obs| − tol (numerators, as the kernel), and q!."""
+    n_rho = n_tau = total = 0
+    for perm in itertools.permutations(range(len(rx))):
+        rho, tau = _correlation_numerators(rx, ry, sx, sy, perm)
+        n_rho += abs(rho) >= abs(rho_obs) - tol
+        n_tau += abs(tau) >= abs(tau_obs) - tol
+        total += 1
+    return n_rho, n_tau, total
+
+
+def random_permutation_counts(rx, ry, sx, sy, rho_obs, tau_obs, tol, seed, n_perm):
+    """As :func:`exact_permutation_counts` over ``n_perm`` random permutations; permutation b
+    is the Fisher–Yates shuffle (i = q−1 … 1, swap i with next_below(i + 1)) of stream b."""
+    n_rho = n_tau = 0
+    for b in range(n_perm):
+        state = stream_state(seed, b)
+        perm = list(range(len(rx)))
+        for i in range(len(rx) - 1, 0, -1):
+            state, j = next_below(state, i + 1)
+            perm[i], perm[j] = perm[j], perm[i]
+        rho, tau = _correlation_numerators(rx, ry, sx, sy, perm)
+        n_rho += abs(rho) >= abs(rho_obs) - tol
+        n_tau += abs(tau) >= abs(tau_obs) - tol
+    return n_rho, n_tau
+
+
+# ============================================================================================
+# mis._kernels.quant: the L_p range search of the affine grids
+# ============================================================================================
+def pow_approx(x, p):
+    """``x ** p``, exactly (float64): the kernel approximates it within POW_REL_ERR."""
+    return float(x) ** float(p)
+
+
+def exact_error(row, s, z, qmax, p):
+    """Σ_k |fl(fl(q_k·s) − x_k)|^p: float32 grid arithmetic element by element,
+    q_k = clamp(rint(x_k / s), −z, qmax − z), float64 powers summed in order."""
+    s, z, qmax = np.float32(s), np.float32(z), np.float32(qmax)
+    total = 0.0
+    for v in np.asarray(row, dtype=np.float32):
+        q = min(max(np.rint(v / s), -z), qmax - z)
+        total += math.pow(float(abs(q * s - v)), p)
+    return total
+
+
+def _grid_of(lo, hi, factor, n_levels, symmetric):
+    """(s, z) of the range (f·lo, f·hi) in float32: s = max((f·hi − f·lo)/(L − 1), tiny),
+    z = L // 2 (symmetric) or rint(−f·lo / s)."""
+    f32 = np.float32
+    mn, mx = f32(lo) * f32(factor), f32(hi) * f32(factor)
+    s = max((mx - mn) / f32(n_levels - 1), f32(np.finfo(np.float32).tiny))
+    z = f32(n_levels // 2) if symmetric else np.rint(-mn / s)
+    return s, z
+
+
+def lp_brackets(x, lo, hi, factors, n_levels, symmetric, p, coef, poly_bound, low, high):
+    """The tightest brackets: ``low = high`` = :func:`exact_error` of every row and
+    candidate. ``coef`` and ``poly_bound`` (the kernel's screening) are unused."""
+    for r in range(x.shape[0]):
+        for i, f in enumerate(factors):
+            s, z = _grid_of(lo[r], hi[r], f, n_levels, symmetric)
+            low[r, i] = high[r, i] = exact_error(x[r], s, z, n_levels - 1, p)
+
+
+def lp_search_rows(x, lo, hi, factors, n_levels, symmetric, p, coef, poly_bound, best, n_exact):
+    """``best[r]``: the first candidate of least :func:`exact_error`, every candidate
+    evaluated exactly (so ``n_exact[r]`` = the number of candidates)."""
+    errors = np.empty((x.shape[0], len(factors)))
+    lp_brackets(x, lo, hi, factors, n_levels, symmetric, p, coef, poly_bound, errors, errors)
+    for r in range(x.shape[0]):
+        best[r] = int(np.argmin(errors[r]))
+        n_exact[r] = len(factors)
+
+
+# ============================================================================================
+# mis._kernels.stacked: the stacked recorder (Aubinais quantizers, fingerprints, keep-best)
+# ============================================================================================
+STACKED_SIGN, STACKED_TERNARY, STACKED_BBIT = 0, 1, 2  # quantizer kinds of quantize_rows
+
+
+def smallest_mask(a, kz, mask=None):
+    """The kz smallest of ``a`` in (value, index) order: the first kz of a stable sort.
+
+    Written into ``mask`` when given (as the kernel); also returned.
+    """
+    out = np.zeros(len(a), dtype=bool)
+    out[np.argsort(np.asarray(a), kind="stable")[: max(kz, 0)]] = True
+    if mask is not None:
+        mask[:] = out
+    return out
+
+
+def quantize_rows(w, alpha, kinds, params, out):
+    """Every row of w (K, N) float32 under every quantizer, into out (K, Q, N) float32.
+
+    SIGN: ±1 (sign(0) = +1). TERNARY with sparsity x: the int(x·N + 0.5) smallest |w|
+    (ties: lower index) → 0, the rest ±1. BBIT with b bits: n = 2^(b−1) steps of
+    α/n (float32), the smallest k in 1..n with fl(k·step) >= |w| (else n), sign kept.
+    """
+    f32 = np.float32
+    n = w.shape[1]
+    for r in range(w.shape[0]):
+        sign = np.where(w[r] >= 0, f32(1), f32(-1)).astype(np.float32)
+        for q, (kind, param) in enumerate(zip(kinds, params, strict=True)):
+            if kind == STACKED_SIGN:
+                out[r, q] = sign
+            elif kind == STACKED_TERNARY:
+                out[r, q] = np.where(smallest_mask(np.abs(w[r]), int(param * n + 0.5)), 0, sign)
+            else:
+                steps = 2 ** (int(param) - 1)
+                step = f32(alpha[r]) / f32(steps)
+                for i in range(n):
+                    mag = abs(w[r, i])
+                    k = next((j for j in range(1, steps + 1) if f32(j) * step >= mag), steps)
+                    out[r, q, i] = sign[i] * (f32(k) * step)
+
+
+def changes_and_fingerprints(flat, prev, mult, changed, fp):
+    """``changed[i]``: row i of flat differs from prev; then ``fp[i]`` = Σ_p bits(flat[i, p])
+    · mult[p] mod 2^64 (Python integers; uint32 bit patterns). Unchanged rows keep fp."""
+    bits = np.ascontiguousarray(flat).view(np.uint32)
+    for i in range(flat.shape[0]):
+        changed[i] = any(flat[i, j] != prev[i, j] for j in range(flat.shape[1]))
+        if changed[i]:
+            fp[i] = sum(int(b) * int(m) for b, m in zip(bits[i], mult, strict=True)) & _MASK64
+
+
+def keep_best_update(
+    pairs, losses, flat, fp, epoch, st_losses, st_mean, st_epoch, st_fp, st_w, st_filled
+):
+    """Offer each (run, quantizer) point to its kept set of B slots, in order.
+
+    Mean loss: a sequential float64 sum over n_val. A point whose weights are already kept
+    (same fingerprint and equal weights) is skipped; otherwise it takes the first empty
+    slot or, when all are filled, replaces the worst slot (largest mean, then latest
+    epoch; the first such slot) if its mean is strictly lower.
+    """
+    n_slots = st_mean.shape[1]
+    for i, row in enumerate(pairs):
+        mean = sum(float(v) for v in losses[i]) / losses.shape[1]
+        same = [st_filled[row, s] and st_fp[row, s] == fp[row] for s in range(n_slots)]
+        if any(same[s] and np.array_equal(st_w[row, s], flat[row]) for s in range(n_slots)):
+            continue
+        empty = [s for s in range(n_slots) if not st_filled[row, s]]
+        if empty:
+            slot = empty[0]
+        else:
+            slot = max(range(n_slots), key=lambda s: (st_mean[row, s], st_epoch[row, s]))
+            if not mean < st_mean[row, slot]:
+                continue
+        st_losses[row, slot] = losses[i]
+        st_w[row, slot] = flat[row]
+        st_mean[row, slot] = mean
+        st_epoch[row, slot] = epoch
+        st_fp[row, slot] = fp[row]
+        st_filled[row, slot] = True
+
+
+# ############################################################################################
+# Part 2. References of public functions (not kernels), by the function they mirror
+# ############################################################################################
+
+
+# ============================================================================================
+# mis.metrics: roc_curve, tpr_at_fpr, roc_auc, log_roc_auc, bootstrap_roc, compare_roc
+# ============================================================================================
 
 def auc_pairwise(scores, labels) -> float:
     """AUC by counting every (member, non-member) pair; ties count 1/2."""
@@ -25,7 +555,7 @@ def auc_pairwise(scores, labels) -> float:
     return total / (len(pos) * len(neg))
 
 
-def roc_points(scores, labels):
+def roc_rates(scores, labels):
     """(fpr, tpr) at every distinct threshold t (predict member iff score >= t), with (0, 0)."""
     scores = np.asarray(scores, dtype=float)
     labels = np.asarray(labels)
@@ -41,7 +571,7 @@ def roc_points(scores, labels):
 
 def tpr_at_fpr(scores, labels, alpha, strict=False) -> float:
     """Largest TPR over thresholds with FPR <= alpha (or < alpha when strict)."""
-    fpr, tpr = roc_points(scores, labels)
+    fpr, tpr = roc_rates(scores, labels)
     ok = fpr < alpha if strict else fpr <= alpha
     return float(tpr[ok].max())
 
@@ -53,33 +583,13 @@ def log_auc_numeric(scores, labels, fpr_min=1e-5, n_grid=200_001) -> float:
     between two distinct ROC abscissae lies on the segment from the last point
     with FPR < x (top of a vertical run) to the first point with FPR >= x.
     """
-    fpr, tpr = roc_points(scores, labels)
+    fpr, tpr = roc_rates(scores, labels)
     u = np.linspace(np.log10(fpr_min), 0.0, n_grid)
     x = 10.0**u
     j = np.searchsorted(fpr, x, side="left")
     i = j - 1
     y = tpr[i] + (tpr[j] - tpr[i]) * (x - fpr[i]) / (fpr[j] - fpr[i])
     return float(np.trapezoid(y, u) / (-np.log10(fpr_min)))
-
-
-_MASK64 = (1 << 64) - 1
-_GOLDEN = 0x9E3779B97F4A7C15
-
-
-def _mix64(z: int) -> int:
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return z ^ (z >> 31)
-
-
-def splitmix_stream(seed: int, index: int, n: int, count: int) -> list[int]:
-    """``count`` integers in [0, n) from stream ``index`` of ``seed`` (as mis._kernels.random)."""
-    state = _mix64(seed ^ _mix64((index + _GOLDEN) & _MASK64))
-    out = []
-    for _ in range(count):
-        state = (state + _GOLDEN) & _MASK64
-        out.append(((_mix64(state) >> 32) * n) >> 32)
-    return out
 
 
 def bootstrap_replicates(
@@ -110,21 +620,17 @@ def bootstrap_replicates(
 
 
 def _stratified_draws(seed, b, n_neg, n_pos):
-    """One stream serves both classes in turn, as in the kernel.
-
-    Each 64-bit output gives two draws (its high, then its low 32 bits); an odd
-    class size takes one more output's high half.
-    """
-    state = _mix64(seed ^ _mix64((b + _GOLDEN) & _MASK64))
+    """The draws of stratified resample b (as :func:`bootstrap_metrics`), one stream for
+    both classes in turn: two per :func:`two_below`, an odd size's last by :func:`next_below`."""
+    state = stream_state(seed, b)
     out = []
     for size in (n_neg, n_pos):
         for _ in range(size // 2):
-            state = (state + _GOLDEN) & _MASK64
-            r = _mix64(state)
-            out += [((r >> 32) * size) >> 32, ((r & 0xFFFFFFFF) * size) >> 32]
+            state, r1, r2 = two_below(state, size)
+            out += [r1, r2]
         if size % 2:
-            state = (state + _GOLDEN) & _MASK64
-            out.append(((_mix64(state) >> 32) * size) >> 32)
+            state, r = next_below(state, size)
+            out.append(r)
     return np.array(out, dtype=np.int64)
 
 
@@ -153,9 +659,8 @@ def auc_jackknife_acceleration(scores, labels) -> float:
 
 
 # ============================================================================================
-# security: r_Q (Aubinais et al. 2025, Algorithm 1) and rank-agreement permutation tests
+# mis.security: rq (Algorithm 1 as written), rank_agreement (permutation p-values)
 # ============================================================================================
-
 
 def dedup_checkpoints(val_losses, qhash=None):
     """Keep one row per quantized point: first of each hash, or of each identical loss row."""
@@ -198,10 +703,6 @@ def permutation_pvalues(x, y):
     Each statistic is recomputed from scratch (scipy) for every pairing of y's
     values with x's; p = share of pairings with |T| >= |t_obs|.
     """
-    import itertools
-
-    from scipy import stats
-
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     rho_obs = stats.spearmanr(x, y).statistic
@@ -216,9 +717,160 @@ def permutation_pvalues(x, y):
 
 
 # ============================================================================================
-# train: augmentations, keep masks, keep-best selection of quantized checkpoints
+# mis.attacks: lira_signal, lira, rmia; compat="carlini2022" (the reference code)
 # ============================================================================================
 
+def lira_signal_naive(logits, labels):
+    """log p_y − log Σ_{c≠y} p_c with scipy's logsumexp, one row at a time."""
+    logits = np.asarray(logits, dtype=np.float64)
+    n_models, n_examples, n_queries, _ = logits.shape
+    out = np.empty((n_models, n_examples, n_queries))
+    for m in range(n_models):
+        for j in range(n_examples):
+            y = labels[j]
+            for q in range(n_queries):
+                row = logits[m, j, q]
+                lp = row - logsumexp(row)
+                out[m, j, q] = lp[y] - logsumexp(np.delete(lp, y))
+    return out
+
+
+def lira_naive(
+    signals, keep, target, mode="online", fixed_variance=False, center="mean", var_floor=1e-12
+):
+    """LiRA for one target, example by example with scipy.stats.norm.
+
+    The estimator of mis.attacks.lira: ML variances, pooled variance Σ SS / Σ n,
+    every variance raised to at least var_floor, online log-likelihood ratio,
+    offline log Φ.
+    """
+    signals = np.asarray(signals, dtype=np.float64)
+    keep = np.asarray(keep, dtype=bool)
+    n_models, n_examples, n_queries = signals.shape
+    shadows = [m for m in range(n_models) if m != target]
+    centre = np.median if center == "median" else np.mean
+    mu = {True: np.empty((n_examples, n_queries)), False: np.empty((n_examples, n_queries))}
+    var = {True: np.empty((n_examples, n_queries)), False: np.empty((n_examples, n_queries))}
+    ss_tot = {True: 0.0, False: 0.0}
+    n_tot = {True: 0, False: 0}
+    for j in range(n_examples):
+        for member in (True, False):
+            if mode == "offline" and member:
+                continue
+            vals = signals[[m for m in shadows if keep[m, j] == member], j, :]  # (n_set, Q)
+            for q in range(n_queries):
+                mu[member][j, q] = centre(vals[:, q])
+                var[member][j, q] = np.var(vals[:, q])
+                ss_tot[member] += np.sum((vals[:, q] - vals[:, q].mean()) ** 2)
+                n_tot[member] += len(vals)
+    scores = np.empty(n_examples)
+    for j in range(n_examples):
+        total = 0.0
+        for q in range(n_queries):
+            s = signals[target, j, q]
+            v_out = ss_tot[False] / n_tot[False] if fixed_variance else var[False][j, q]
+            v_out = max(v_out, var_floor)
+            if mode == "offline":
+                total += stats.norm.logcdf(s, mu[False][j, q], np.sqrt(v_out))
+            else:
+                v_in = ss_tot[True] / n_tot[True] if fixed_variance else var[True][j, q]
+                v_in = max(v_in, var_floor)
+                total += stats.norm.logpdf(s, mu[True][j, q], np.sqrt(v_in))
+                total -= stats.norm.logpdf(s, mu[False][j, q], np.sqrt(v_out))
+        scores[j] = total / n_queries
+    return scores
+
+
+def carlini_score_py(opredictions, labels):
+    """Transcription of the reference score.py for one model: logits (N, 1, A, C) → (N, A)."""
+    predictions = opredictions - np.max(opredictions, axis=3, keepdims=True)
+    predictions = np.array(np.exp(predictions), dtype=np.float64)
+    predictions = predictions / np.sum(predictions, axis=3, keepdims=True)
+    count = predictions.shape[0]
+    y_true = predictions[np.arange(count), :, :, labels[:count]]
+    predictions[np.arange(count), :, :, labels[:count]] = 0
+    y_wrong = np.sum(predictions, axis=3)
+    return np.log(y_true.mean(1) + 1e-45) - np.log(y_wrong.mean(1) + 1e-45)
+
+
+def carlini_generate(keep, scores, check_keep, check_scores, offline=False, fix_variance=False):
+    """Transcription of the reference plot.py generate_ours / generate_ours_offline.
+
+    Python loop over examples to collect the IN/OUT values (truncated to the
+    smallest count), median centre, np.std spread, std + 1e-30, two-sided
+    logpdf offline; returns (prediction, answers) with lower prediction = member.
+    """
+    dat_in = []
+    dat_out = []
+    for j in range(scores.shape[1]):
+        dat_in.append(scores[keep[:, j], j, :])
+        dat_out.append(scores[~keep[:, j], j, :])
+    in_size = min(min(map(len, dat_in)), 100000)
+    out_size = min(min(map(len, dat_out)), 100000)
+    dat_out = np.array([x[:out_size] for x in dat_out])
+    mean_out = np.median(dat_out, 1)
+    prediction = []
+    answers = []
+    if offline:
+        std_out = np.std(dat_out) if fix_variance else np.std(dat_out, 1)
+        for ans, sc in zip(check_keep, check_scores, strict=True):
+            score = stats.norm.logpdf(sc, mean_out, std_out + 1e-30)
+            prediction.extend(score.mean(1))
+            answers.extend(ans)
+        return prediction, answers
+    dat_in = np.array([x[:in_size] for x in dat_in])
+    mean_in = np.median(dat_in, 1)
+    if fix_variance:
+        std_in = np.std(dat_in)
+        std_out = np.std(dat_in)
+    else:
+        std_in = np.std(dat_in, 1)
+        std_out = np.std(dat_out, 1)
+    for ans, sc in zip(check_keep, check_scores, strict=True):
+        pr_in = -stats.norm.logpdf(sc, mean_in, std_in + 1e-30)
+        pr_out = -stats.norm.logpdf(sc, mean_out, std_out + 1e-30)
+        score = pr_in - pr_out
+        prediction.extend(score.mean(1))
+        answers.extend(ans)
+    return prediction, answers
+
+
+def carlini_global(check_keep, check_scores):
+    """Transcription of the reference plot.py generate_global (lower prediction = member)."""
+    prediction = []
+    answers = []
+    for ans, sc in zip(check_keep, check_scores, strict=True):
+        prediction.extend(-sc.mean(1))
+        answers.extend(ans)
+    return prediction, answers
+
+
+def rmia_naive(probs, keep, target, mode="offline", a=0.3, gamma=2.0, population=None):
+    """RMIA for one target by the double loop over (x, z) of Zarifzadeh et al. (2024), Eq. 3–4."""
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim == 3:
+        p = p.mean(axis=2)
+    n_models, n_examples = p.shape
+    refs = [m for m in range(n_models) if m != target]
+    pop = list(range(n_examples)) if population is None else list(population)
+
+    def pr(e):
+        if mode == "online":
+            return float(np.mean([p[m, e] for m in refs]))
+        p_out = float(np.mean([p[m, e] for m in refs if not keep[m, e]]))
+        return ((1 + a) * p_out + (1 - a)) / 2
+
+    ratio = [p[target, e] / pr(e) for e in range(n_examples)]
+    scores = np.empty(n_examples)
+    for x in range(n_examples):
+        zs = [z for z in pop if z != x]
+        scores[x] = sum(ratio[x] >= gamma * ratio[z] for z in zs) / len(zs)
+    return scores
+
+
+# ============================================================================================
+# mis.train: data.shift / random_flip_crop augmentations; TrajectoryRecorder keep-best
+# ============================================================================================
 
 def shift_image(x, dy, dx, mode):
     """Translate NCHW images pixel by pixel: out[i, j] = x[i - dy, j - dx], borders padded."""
@@ -268,9 +920,8 @@ def keep_best(losses, hashes, epochs, b):
 
 
 # ============================================================================================
-# quant: affine grids, L_p range search, the Aubinais et al. quantizers (element by element)
+# mis.quant.grids (affine grids, mse_grid search) and mis.quant.aubinais quantizers
 # ============================================================================================
-
 
 def affine_scale_zero(lo, hi, n_levels, symmetric=False):
     """(s, z) of one range, plain Python floats (float64): the reference convention."""
@@ -373,168 +1024,8 @@ def distinct_per_row(w2d):
 
 
 # ============================================================================================
-# attacks: LiRA (per example, scipy), the reference code's formulas, RMIA, thresholds
+# mis.quant.obc (obc_quantize), mis.quant.gptq (gptq_quantize, refine), mis.quant.bn
 # ============================================================================================
-
-
-def lira_signal_naive(logits, labels):
-    """log p_y − log Σ_{c≠y} p_c with scipy's logsumexp, one row at a time."""
-    from scipy.special import logsumexp
-
-    logits = np.asarray(logits, dtype=np.float64)
-    n_models, n_examples, n_queries, _ = logits.shape
-    out = np.empty((n_models, n_examples, n_queries))
-    for m in range(n_models):
-        for j in range(n_examples):
-            y = labels[j]
-            for q in range(n_queries):
-                row = logits[m, j, q]
-                lp = row - logsumexp(row)
-                out[m, j, q] = lp[y] - logsumexp(np.delete(lp, y))
-    return out
-
-
-def lira_naive(
-    signals, keep, target, mode="online", fixed_variance=False, center="mean", var_floor=1e-12
-):
-    """LiRA for one target, example by example with scipy.stats.norm.
-
-    The estimator of mis.attacks.lira: ML variances, pooled variance Σ SS / Σ n,
-    every variance raised to at least var_floor, online log-likelihood ratio,
-    offline log Φ.
-    """
-    from scipy import stats
-
-    signals = np.asarray(signals, dtype=np.float64)
-    keep = np.asarray(keep, dtype=bool)
-    n_models, n_examples, n_queries = signals.shape
-    shadows = [m for m in range(n_models) if m != target]
-    centre = np.median if center == "median" else np.mean
-    mu = {True: np.empty((n_examples, n_queries)), False: np.empty((n_examples, n_queries))}
-    var = {True: np.empty((n_examples, n_queries)), False: np.empty((n_examples, n_queries))}
-    ss_tot = {True: 0.0, False: 0.0}
-    n_tot = {True: 0, False: 0}
-    for j in range(n_examples):
-        for member in (True, False):
-            if mode == "offline" and member:
-                continue
-            vals = signals[[m for m in shadows if keep[m, j] == member], j, :]  # (n_set, Q)
-            for q in range(n_queries):
-                mu[member][j, q] = centre(vals[:, q])
-                var[member][j, q] = np.var(vals[:, q])
-                ss_tot[member] += np.sum((vals[:, q] - vals[:, q].mean()) ** 2)
-                n_tot[member] += len(vals)
-    scores = np.empty(n_examples)
-    for j in range(n_examples):
-        total = 0.0
-        for q in range(n_queries):
-            s = signals[target, j, q]
-            v_out = ss_tot[False] / n_tot[False] if fixed_variance else var[False][j, q]
-            v_out = max(v_out, var_floor)
-            if mode == "offline":
-                total += stats.norm.logcdf(s, mu[False][j, q], np.sqrt(v_out))
-            else:
-                v_in = ss_tot[True] / n_tot[True] if fixed_variance else var[True][j, q]
-                v_in = max(v_in, var_floor)
-                total += stats.norm.logpdf(s, mu[True][j, q], np.sqrt(v_in))
-                total -= stats.norm.logpdf(s, mu[False][j, q], np.sqrt(v_out))
-        scores[j] = total / n_queries
-    return scores
-
-
-def carlini_score_py(opredictions, labels):
-    """Transcription of the reference score.py for one model: logits (N, 1, A, C) → (N, A)."""
-    predictions = opredictions - np.max(opredictions, axis=3, keepdims=True)
-    predictions = np.array(np.exp(predictions), dtype=np.float64)
-    predictions = predictions / np.sum(predictions, axis=3, keepdims=True)
-    count = predictions.shape[0]
-    y_true = predictions[np.arange(count), :, :, labels[:count]]
-    predictions[np.arange(count), :, :, labels[:count]] = 0
-    y_wrong = np.sum(predictions, axis=3)
-    return np.log(y_true.mean(1) + 1e-45) - np.log(y_wrong.mean(1) + 1e-45)
-
-
-def carlini_generate(keep, scores, check_keep, check_scores, offline=False, fix_variance=False):
-    """Transcription of the reference plot.py generate_ours / generate_ours_offline.
-
-    Python loop over examples to collect the IN/OUT values (truncated to the
-    smallest count), median centre, np.std spread, std + 1e-30, two-sided
-    logpdf offline; returns (prediction, answers) with lower prediction = member.
-    """
-    from scipy import stats
-
-    dat_in = []
-    dat_out = []
-    for j in range(scores.shape[1]):
-        dat_in.append(scores[keep[:, j], j, :])
-        dat_out.append(scores[~keep[:, j], j, :])
-    in_size = min(min(map(len, dat_in)), 100000)
-    out_size = min(min(map(len, dat_out)), 100000)
-    dat_out = np.array([x[:out_size] for x in dat_out])
-    mean_out = np.median(dat_out, 1)
-    prediction = []
-    answers = []
-    if offline:
-        std_out = np.std(dat_out) if fix_variance else np.std(dat_out, 1)
-        for ans, sc in zip(check_keep, check_scores, strict=True):
-            score = stats.norm.logpdf(sc, mean_out, std_out + 1e-30)
-            prediction.extend(score.mean(1))
-            answers.extend(ans)
-        return prediction, answers
-    dat_in = np.array([x[:in_size] for x in dat_in])
-    mean_in = np.median(dat_in, 1)
-    if fix_variance:
-        std_in = np.std(dat_in)
-        std_out = np.std(dat_in)
-    else:
-        std_in = np.std(dat_in, 1)
-        std_out = np.std(dat_out, 1)
-    for ans, sc in zip(check_keep, check_scores, strict=True):
-        pr_in = -stats.norm.logpdf(sc, mean_in, std_in + 1e-30)
-        pr_out = -stats.norm.logpdf(sc, mean_out, std_out + 1e-30)
-        score = pr_in - pr_out
-        prediction.extend(score.mean(1))
-        answers.extend(ans)
-    return prediction, answers
-
-
-def carlini_global(check_keep, check_scores):
-    """Transcription of the reference plot.py generate_global (lower prediction = member)."""
-    prediction = []
-    answers = []
-    for ans, sc in zip(check_keep, check_scores, strict=True):
-        prediction.extend(-sc.mean(1))
-        answers.extend(ans)
-    return prediction, answers
-
-
-def rmia_naive(probs, keep, target, mode="offline", a=0.3, gamma=2.0, population=None):
-    """RMIA for one target by the double loop over (x, z) of Zarifzadeh et al. (2024), Eq. 3–4."""
-    p = np.asarray(probs, dtype=np.float64)
-    if p.ndim == 3:
-        p = p.mean(axis=2)
-    n_models, n_examples = p.shape
-    refs = [m for m in range(n_models) if m != target]
-    pop = list(range(n_examples)) if population is None else list(population)
-
-    def pr(e):
-        if mode == "online":
-            return float(np.mean([p[m, e] for m in refs]))
-        p_out = float(np.mean([p[m, e] for m in refs if not keep[m, e]]))
-        return ((1 + a) * p_out + (1 - a)) / 2
-
-    ratio = [p[target, e] / pr(e) for e in range(n_examples)]
-    scores = np.empty(n_examples)
-    for x in range(n_examples):
-        zs = [z for z in pop if z != x]
-        scores[x] = sum(ratio[x] >= gamma * ratio[z] for z in zs) / len(zs)
-    return scores
-
-
-# ============================================================================================
-# quant OBC / GPTQ / BN tuning: plain OBS loops, constrained least squares, BN statistics
-# ============================================================================================
-
 
 def damped_hessian_naive(H, percdamp):
     """Dead columns (H_jj = 0 -> H_jj = 1) and H + percdamp·mean(diag H)·I; also the dead mask."""
@@ -719,14 +1210,12 @@ def bn_running_stats_naive(batches, momentum):
 
 
 # ============================================================================================
-# quant: AdaRound / BRECQ (rectified sigmoid, regulariser, β schedule, BatchNorm folding)
+# mis.quant.reconstruct (AdaRound / BRECQ: rectified_sigmoid, rounding_regularizer,
+# beta_at) and mis.quant.fold (fold_batchnorm)
 # ============================================================================================
-
 
 def rectified_sigmoid_naive(v, zeta=1.1, gamma=-0.1):
     """h(V) = clip(σ(V)(ζ − γ) + γ, 0, 1), one element at a time with math.exp."""
-    import math
-
     v = np.asarray(v, dtype=np.float64)
     out = np.empty_like(v)
     for i, x in np.ndenumerate(v):
@@ -756,8 +1245,6 @@ def beta_naive(t, t_max, warmup=0.2, start_b=20.0, end_b=2.0):
 def fold_bn_naive(w, b, gamma, beta, mean, var, eps):
     """BatchNorm folded into a layer, channel by channel: W'_c = a_c W_c,
     b'_c = a_c (b_c − μ_c) + β_c with a_c = γ_c / sqrt(σ²_c + ε)."""
-    import math
-
     w = np.asarray(w, dtype=np.float64)
     w_new = np.empty_like(w)
     b_new = np.empty(w.shape[0])
@@ -766,13 +1253,3 @@ def fold_bn_naive(w, b, gamma, beta, mean, var, eps):
         w_new[c] = a * w[c]
         b_new[c] = a * ((0.0 if b is None else b[c]) - mean[c]) + beta[c]
     return w_new, b_new
-
-
-# ============================================================================================
-# studies: the stacked recorder's ternary zero selection
-# ============================================================================================
-def smallest_mask(a, kz):
-    """The kz smallest of ``a`` in (value, index) order: the first kz of a stable sort."""
-    mask = np.zeros(len(a), dtype=bool)
-    mask[np.argsort(np.asarray(a), kind="stable")[: max(kz, 0)]] = True
-    return mask

@@ -1,5 +1,7 @@
 """ROC metrics against scikit-learn, the slow references, and their defining properties."""
 
+import math
+
 import naive
 import numba
 import numpy as np
@@ -244,6 +246,16 @@ def test_layout_marks_ties_between_the_classes():
     np.testing.assert_array_equal(p.pos_hi[0, :2], [1, 3])
 
 
+def _stream_draws(seed: int, index: int, n: int, count: int) -> list[int]:
+    """``count`` draws in [0, n) of stream ``index`` of ``seed`` (the naive splitmix64 twins)."""
+    state = naive.stream_state(seed, index)
+    out = []
+    for _ in range(count):
+        state, r = naive.next_below(state, n)
+        out.append(r)
+    return out
+
+
 def test_splitmix_stream_matches_python():
     from mis._kernels.random import next_below, stream_state
 
@@ -253,7 +265,7 @@ def test_splitmix_stream_matches_python():
     for _ in range(50):
         state, r = next_below(np.uint64(state), n)
         got.append(int(r))
-    assert got == naive.splitmix_stream(int(seed), index, n, 50)
+    assert got == _stream_draws(int(seed), index, n, 50)
 
 
 def test_cluster_bootstrap_matches_python_loop():
@@ -264,7 +276,7 @@ def test_cluster_bootstrap_matches_python_loop():
     seed = 99
     got = _kernel_replicates(p, seed, 20)
     for b in range(20):
-        draws = naive.splitmix_stream(seed, b, 9, 9)
+        draws = _stream_draws(seed, b, 9, 9)
         idx = np.concatenate([np.flatnonzero(groups == g) for g in draws])
         ss, yy = s[idx], y[idx]
         if yy.min() == yy.max():
@@ -286,7 +298,7 @@ def test_cluster_bootstrap_with_heavy_resamples_matches_python_loop():
     got = _kernel_replicates(p, seed, 30)
     heavy = 0
     for b in range(30):
-        draws = naive.splitmix_stream(seed, b, p.n_clusters, p.n_clusters)
+        draws = _stream_draws(seed, b, p.n_clusters, p.n_clusters)
         idx = np.concatenate([np.flatnonzero(groups == g) for g in draws])
         ss, yy = s[idx], y[idx]
         if yy.min() == yy.max():
@@ -484,3 +496,41 @@ def test_cluster_weights_that_could_overflow_are_refused():
     groups = np.concatenate([np.zeros(n // 2, int), 1 + np.arange(n // 2)])
     with pytest.raises(MisValueError, match="groups must satisfy"):
         metrics.bootstrap_roc(s, y, fprs=0.5, n_resamples=2, groups=groups)
+
+
+# -- summaries over replicates and multiple testing (t_interval, holm) ----------------------------
+def test_holm_matches_statsmodels(monkeypatch):
+    import gc
+
+    from statsmodels.stats.multitest import multipletests
+
+    monkeypatch.setattr(gc, "collect", lambda *a: 0)  # statsmodels collects on every call
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        p = rng.uniform(0, 0.2, size=rng.integers(1, 15))
+        p[rng.random(p.size) < 0.2] = np.nan
+        adj, rej = metrics.holm(p, 0.05)
+        ok = np.isfinite(p)
+        assert np.isnan(adj[~ok]).all() and not rej[~ok].any()
+        if ok.any():
+            r, a, _, _ = multipletests(p[ok], alpha=0.05, method="holm")
+            np.testing.assert_allclose(adj[ok], a, rtol=1e-12)
+            np.testing.assert_array_equal(rej[ok], r)
+            assert (adj[ok] >= p[ok]).all()
+
+
+def test_t_interval():
+    v = np.array([0.1, 0.3, 0.2, np.nan, 0.25])
+    d = metrics.t_interval(v, 0.9)
+    f = v[np.isfinite(v)]
+    lo, hi = stats.t.interval(0.9, f.size - 1, loc=f.mean(), scale=stats.sem(f))
+    assert d["n"] == 4 and math.isclose(d["mean"], f.mean())
+    assert math.isclose(d["low"], lo) and math.isclose(d["high"], hi)
+    assert math.isnan(metrics.t_interval([0.5])["sd"]) and metrics.t_interval([])["n"] == 0
+
+
+def test_t_interval_and_holm_bad_input():
+    with pytest.raises(MisValueError, match="confidence_level"):
+        metrics.t_interval([1.0, 2.0], 1.0)
+    with pytest.raises(MisValueError, match="alpha"):
+        metrics.holm([0.01, 0.02], 0.0)

@@ -1,4 +1,4 @@
-"""The MIS discriminator baseline (mis.security.discriminator, §4.2 of Aubinais et al. 2025)."""
+"""The discriminator MIS (mis.security.discriminator_mis, §4.2 of Aubinais et al. 2025)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 
 import mis.security as security  # noqa: E402
 from mis.exceptions import MisValueError  # noqa: E402
-from mis.security import mis_baseline  # noqa: E402
+from mis.security import discriminator_mis  # noqa: E402
 
 TINY = dict(hidden=(8,), num_threads=1, device="cpu")
 FAST = dict(hidden=(32,), epochs=30, lr=1e-2, test_fraction=0.5, num_threads=1)
@@ -44,8 +44,8 @@ def data_blind(n_runs=60, n=25, d=2, seed=0):
     return w, mx, my, loss(mx, my), nx, ny, loss(nx, ny)
 
 
-def test_memorising_model_has_mis_near_zero():
-    r = mis_baseline(*lookup_table(), device="cpu", rng=0, **FAST)
+def test_memorising_model_has_discriminator_mis_near_zero():
+    r = discriminator_mis(*lookup_table(), device="cpu", rng=0, **FAST)
     assert r.mis.high < 0.2
     assert r.mis.low <= r.mis.estimate <= r.mis.high
     assert r.accuracy.estimate > 0.95
@@ -53,8 +53,8 @@ def test_memorising_model_has_mis_near_zero():
     assert r.device == "cpu"
 
 
-def test_data_blind_model_has_mis_near_one():
-    r = mis_baseline(*data_blind(), device="cpu", rng=0, **FAST)
+def test_data_blind_model_has_discriminator_mis_near_one():
+    r = discriminator_mis(*data_blind(), device="cpu", rng=0, **FAST)
     assert r.mis.low > 0.8
     assert r.mis.estimate <= 1.0
     assert abs(r.accuracy.estimate - 0.5) < 0.06
@@ -63,7 +63,7 @@ def test_data_blind_model_has_mis_near_one():
 def test_interval_is_clopper_pearson_mapped():
     from scipy import stats
 
-    r = mis_baseline(*data_blind(n_runs=20, n=10), rng=1, epochs=2, **TINY)
+    r = discriminator_mis(*data_blind(n_runs=20, n=10), rng=1, epochs=2, **TINY)
     ci = stats.binomtest(r.n_correct, r.n_test).proportion_ci(0.95, method="exact")
     assert r.accuracy.low == pytest.approx(ci.low) and r.accuracy.high == pytest.approx(ci.high)
     assert r.mis.low == pytest.approx(min(1, max(0, 2 * (1 - ci.high))))
@@ -74,8 +74,8 @@ def test_interval_is_clopper_pearson_mapped():
 
 def test_split_is_by_run_and_reproducible():
     data = data_blind(n_runs=30, n=8)
-    a = mis_baseline(*data, rng=5, epochs=5, val_fraction=0.2, **TINY)
-    b = mis_baseline(*data, rng=5, epochs=5, val_fraction=0.2, **TINY)
+    a = discriminator_mis(*data, rng=5, epochs=5, val_fraction=0.2, **TINY)
+    b = discriminator_mis(*data, rng=5, epochs=5, val_fraction=0.2, **TINY)
     runs = np.concatenate([a.train_runs, a.val_runs, a.test_runs])
     assert sorted(runs.tolist()) == list(range(30))
     assert a.test_runs.size == 9 and a.val_runs.size >= 1
@@ -83,7 +83,7 @@ def test_split_is_by_run_and_reproducible():
     np.testing.assert_array_equal(a.per_run_accuracy, b.per_run_accuracy)
     assert a.history == b.history
     assert a == b
-    c = mis_baseline(*data, rng=5, epochs=2, test_runs=[0, 1, 2], **TINY)
+    c = discriminator_mis(*data, rng=5, epochs=2, test_runs=[0, 1, 2], **TINY)
     np.testing.assert_array_equal(c.test_runs, [0, 1, 2])
     assert not set(c.train_runs) & {0, 1, 2}
 
@@ -93,7 +93,7 @@ def test_global_torch_state_is_untouched():
     before = torch.rand(3)
     threads = torch.get_num_threads()
     torch.manual_seed(123)
-    mis_baseline(*data_blind(n_runs=6, n=4), device="cpu", rng=0, hidden=(4,), epochs=1,
+    discriminator_mis(*data_blind(n_runs=6, n=4), device="cpu", rng=0, hidden=(4,), epochs=1,
                  num_threads=max(1, threads - 1) if threads > 1 else 2)  # fmt: skip
     np.testing.assert_array_equal(torch.rand(3).numpy(), before.numpy())
     assert torch.get_num_threads() == threads
@@ -101,11 +101,11 @@ def test_global_torch_state_is_untouched():
 
 def test_one_hot_labels():
     params, mx, my, ml, nx, ny, nl = lookup_table(n_runs=10, n=6)
-    r = mis_baseline(params, mx, my, ml, nx, ny, nl, n_classes=2, device="cpu", hidden=(4,),
+    r = discriminator_mis(params, mx, my, ml, nx, ny, nl, n_classes=2, device="cpu", hidden=(4,),
                      epochs=1, num_threads=1)  # fmt: skip
     assert r.config["n_features"] == params.shape[1] + 2 + 2 + 1
     with pytest.raises(MisValueError, match="integer labels"):
-        mis_baseline(params, mx, my + 5, ml, nx, ny, nl, n_classes=2, device="cpu")
+        discriminator_mis(params, mx, my + 5, ml, nx, ny, nl, n_classes=2, device="cpu")
 
 
 def test_bad_input():
@@ -113,30 +113,30 @@ def test_bad_input():
     bad = ml.copy()
     bad[2, 1] = np.nan
     with pytest.raises(MisValueError, match=r"member_loss must be finite.*\(2, 1\)"):
-        mis_baseline(params, mx, my, bad, nx, ny, nl)
+        discriminator_mis(params, mx, my, bad, nx, ny, nl)
     with pytest.raises(MisValueError, match="balanced"):
-        mis_baseline(params, mx, my, ml, nx[:, :3], ny[:, :3], nl[:, :3])
+        discriminator_mis(params, mx, my, ml, nx[:, :3], ny[:, :3], nl[:, :3])
     with pytest.raises(MisValueError, match="nonmember_loss must have shape"):
-        mis_baseline(params, mx, my, ml, nx, ny, nl[:, :3])
+        discriminator_mis(params, mx, my, ml, nx, ny, nl[:, :3])
     with pytest.raises(MisValueError, match="member_x must have shape"):
-        mis_baseline(params, mx[:5], my, ml, nx, ny, nl)
+        discriminator_mis(params, mx[:5], my, ml, nx, ny, nl)
     with pytest.raises(MisValueError, match="params must have shape"):
-        mis_baseline(params[0], mx, my, ml, nx, ny, nl)
+        discriminator_mis(params[0], mx, my, ml, nx, ny, nl)
     with pytest.raises(MisValueError, match="at least 2 runs"):
-        mis_baseline(params[:1], mx[:1], my[:1], ml[:1], nx[:1], ny[:1], nl[:1])
+        discriminator_mis(params[:1], mx[:1], my[:1], ml[:1], nx[:1], ny[:1], nl[:1])
     with pytest.raises(MisValueError, match="test_fraction"):
-        mis_baseline(params, mx, my, ml, nx, ny, nl, test_fraction=1.5)
+        discriminator_mis(params, mx, my, ml, nx, ny, nl, test_fraction=1.5)
     with pytest.raises(MisValueError, match="rng"):
-        mis_baseline(params, mx, my, ml, nx, ny, nl, rng=np.random.default_rng(0))
+        discriminator_mis(params, mx, my, ml, nx, ny, nl, rng=np.random.default_rng(0))
     if not torch.cuda.is_available():
         with pytest.raises(MisValueError, match="CUDA is not available"):
-            mis_baseline(params, mx, my, ml, nx, ny, nl, device="cuda")
+            discriminator_mis(params, mx, my, ml, nx, ny, nl, device="cuda")
 
 
 def test_lazy_attribute_access():
-    assert security.mis_baseline is mis_baseline
-    assert security.MisResult.__name__ == "MisResult"
-    assert "mis_baseline" in dir(security)
+    assert security.discriminator_mis is discriminator_mis
+    assert security.DiscriminatorMIS.__name__ == "DiscriminatorMIS"
+    assert "discriminator_mis" in dir(security)
     with pytest.raises(AttributeError):
         security.no_such_thing  # noqa: B018
 
@@ -144,7 +144,7 @@ def test_lazy_attribute_access():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_the_claims():
-    r0 = mis_baseline(*lookup_table(), device="cuda", rng=0, **FAST)
+    r0 = discriminator_mis(*lookup_table(), device="cuda", rng=0, **FAST)
     assert r0.device.startswith("cuda") and r0.mis.high < 0.2
-    r1 = mis_baseline(*data_blind(), device="cuda", rng=0, **FAST)
+    r1 = discriminator_mis(*data_blind(), device="cuda", rng=0, **FAST)
     assert r1.mis.low > 0.8

@@ -1,4 +1,4 @@
-"""Quantizer rankings (mis.security.ranking): bootstrap over runs, Fig. 1 stability, agreement."""
+"""Quantizer rankings (mis.security._ranking): bootstrap over runs, Fig. 1 stability, agreement."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from mis.exceptions import MisValueError, UndefinedMetricWarning
+from mis.security import _ranking as ranking_module
 from mis.security import rank_agreement, rank_quantizers, rank_stability
-from mis.security import ranking as ranking_module
 
 
 def separated(n_runs=60, n_q=6, gap=1.0, seed=0):

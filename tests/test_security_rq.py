@@ -1,4 +1,4 @@
-"""r_Q (mis.security.rq): Algorithm 1 identity, invariances, dedup, edge cases, bad input."""
+"""r_Q (mis.security._rq): Algorithm 1 identity, invariances, dedup, edge cases, bad input."""
 
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mis.exceptions import DegenerateStatisticWarning, MisValueError
+from mis.security import _rq as rq_module
 from mis.security import rq, rq_batch
-
-rq_module = sys.modules["mis.security.rq"]  # the function mis.security.rq shadows the module
 
 
 def trajectory(seed, k, n, n_dup=0, scale=1.0):

@@ -164,7 +164,7 @@ def test_interrupted_write_leaves_nothing(run, monkeypatch):
         f.write(b"\x93NUMPY partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(store_mod.np.lib.format, "write_array", explode)
+    monkeypatch.setattr(np.lib.format, "write_array", explode)
     with pytest.raises(KeyboardInterrupt):
         run.save("logits", np.ones(10))
     with pytest.raises(KeyboardInterrupt):

@@ -59,6 +59,7 @@ import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
+from numpy.polynomial import chebyshev, polynomial
 
 from mis._kernels._config import JIT, jit, njit
 
@@ -173,8 +174,6 @@ def interior_poly(p: float):
     bound : float
         ``|fl(P(fl(4e - 1))) - (2e)^p| <= bound`` for every float32 ``e ∈ [0, ½]``.
     """
-    from numpy.polynomial import chebyshev, polynomial
-
     p = float(p)
     d = POLY_DEGREE
     cheb = chebyshev.chebinterpolate(lambda y: ((y + 1.0) / 2.0) ** p, d)

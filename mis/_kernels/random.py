@@ -17,7 +17,7 @@ MIX2 = np.uint64(0x94D049BB133111EB)
 
 
 @jit
-def mix64(z):
+def _mix64(z):
     """The splitmix64 output function: a bijective 64-bit hash."""
     z = (z ^ (z >> np.uint64(30))) * MIX1
     z = (z ^ (z >> np.uint64(27))) * MIX2
@@ -27,7 +27,7 @@ def mix64(z):
 @jit
 def stream_state(seed, index):
     """Initial state of stream ``index`` under ``seed`` (both uint64)."""
-    return mix64(np.uint64(seed) ^ mix64(np.uint64(index) + GOLDEN))
+    return _mix64(np.uint64(seed) ^ _mix64(np.uint64(index) + GOLDEN))
 
 
 @jit
@@ -38,7 +38,7 @@ def next_below(state, n):
     rejection step); the bias is below ``n / 2**32``, negligible for n < 2**24.
     """
     state = np.uint64(state) + GOLDEN
-    r = mix64(state) >> np.uint64(32)
+    r = _mix64(state) >> np.uint64(32)
     return state, np.int64((r * np.uint64(n)) >> np.uint64(32))
 
 
@@ -50,7 +50,7 @@ def two_below(state, n):
     multiply-shift (as :func:`next_below`), halving the hashing per draw.
     """
     state = np.uint64(state) + GOLDEN
-    r = mix64(state)
+    r = _mix64(state)
     nn = np.uint64(n)
     k1 = np.int64(((r >> np.uint64(32)) * nn) >> np.uint64(32))
     k2 = np.int64(((r & LOW32) * nn) >> np.uint64(32))

@@ -207,7 +207,7 @@ def roc_metrics(
 
 
 @jit
-def cumulate(w, c):
+def _cumulate(w, c):
     """Prefix sums with a leading zero: ``c[0] = 0``, ``c[i + 1] = w[0] + ... + w[i]``."""
     acc = c.dtype.type(0)
     c[0] = acc
@@ -332,8 +332,8 @@ def _all_scorings(
     """Metrics of every scoring under the weights ``w_neg``, ``w_pos`` (scoring 0's order)."""
     for s in range(neg_perm.shape[0]):
         if s == 0:  # row 0 of the permutations is the identity
-            cumulate(w_neg, cn)
-            cumulate(w_pos, cp)
+            _cumulate(w_neg, cn)
+            _cumulate(w_pos, cp)
         else:
             _cumulate_perm(w_neg, neg_perm[s], cn)
             _cumulate_perm(w_pos, pos_perm[s], cp)

@@ -31,7 +31,7 @@ ZERO_VARIANCE = 3  # every loss difference has zero variance and a positive gap:
 
 
 @jit
-def row_sum(x):
+def _row_sum(x):
     """Sum of a 1-D array in float64 with four interleaved accumulators."""
     n = x.shape[0]
     m = n // 4
@@ -51,7 +51,7 @@ def row_sum(x):
 
 
 @jit
-def shifted_moments(xk, x1, shift):
+def _shifted_moments(xk, x1, shift):
     """``(Σ d, Σ d²)`` with ``d_i = xk_i - x1_i - shift``, in float64 (four accumulators each).
 
     ``x1`` is float64 (the reference row converted once per block); ``xk`` any float.
@@ -88,7 +88,7 @@ def shifted_moments(xk, x1, shift):
 
 
 @jit
-def rows_equal(a, b):
+def _rows_equal(a, b):
     """Exact equality of two 1-D arrays."""
     for i in range(a.shape[0]):
         if a[i] != b[i]:
@@ -123,7 +123,7 @@ def rq_block(L, h, use_hash, ddof, means, kept, deltas, variances, ratios, x1):
     K = L.shape[0]
     N = L.shape[1]
     for k in range(K):
-        s = row_sum(L[k])
+        s = _row_sum(L[k])
         if not np.isfinite(s):
             return NON_FINITE, np.nan, np.nan, 0, -1, -1
         means[k] = s / N
@@ -143,7 +143,7 @@ def rq_block(L, h, use_hash, ddof, means, kept, deltas, variances, ratios, x1):
         else:
             j = n - 1
             while j >= 0 and means[kept[j]] == means[c]:
-                if rows_equal(L[kept[j]], L[c]):
+                if _rows_equal(L[kept[j]], L[c]):
                     dup = True
                     break
                 j -= 1
@@ -167,7 +167,7 @@ def rq_block(L, h, use_hash, ddof, means, kept, deltas, variances, ratios, x1):
     for p in range(1, n):
         c = kept[p]
         delta = means[c] - m1
-        s, q = shifted_moments(L[c], x1, delta)
+        s, q = _shifted_moments(L[c], x1, delta)
         # corrected two-pass variance (Chan, Golub & LeVeque 1983, eq. 1.7)
         var = (q - s * s / N) / (N - ddof)
         if var < 0.0:
@@ -235,7 +235,7 @@ def rq_many(L, H, use_hash, ddof, rq, delta2, n_distinct, best, argmin_ck, statu
 
 
 # --------------------------------------------------------------------------------------------
-# permutation null of rank correlations (used by mis.security.ranking.rank_agreement)
+# permutation null of rank correlations (used by mis.security.rank_agreement)
 # --------------------------------------------------------------------------------------------
 @jit
 def _correlations(rx, ry, sx, sy, perm):

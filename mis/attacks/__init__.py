@@ -11,11 +11,11 @@ Scores are ``(n_examples,)`` for one target or ``(n_models, n_examples)`` for
 every model as target; higher = more likely a member.
 """
 
-from mis.attacks.evaluate import AttackEvaluation, Spread, evaluate
-from mis.attacks.lira import lira, lira_all_targets
-from mis.attacks.rmia import rmia, rmia_all_targets
-from mis.attacks.signals import lira_signal, true_class_log_prob, true_class_probability
-from mis.attacks.threshold import loss_threshold, signal_threshold
+from mis.attacks._evaluate import AttackEvaluation, Spread, evaluate
+from mis.attacks._lira import lira, lira_all_targets
+from mis.attacks._rmia import rmia, rmia_all_targets
+from mis.attacks._signals import lira_signal, true_class_log_prob, true_class_probability
+from mis.attacks._threshold import loss_threshold, signal_threshold
 
 __all__ = [
     "AttackEvaluation",

@@ -1,16 +1,17 @@
-"""Privacy of quantized training: r_Q, quantizer rankings and the MIS baseline.
+"""Privacy of quantized training: r_Q, quantizer rankings and the discriminator MIS.
 
 * :func:`rq`, :func:`rq_batch`: the r_Q indicator of Aubinais et al. (2025),
   Algorithm 1 (numba; no torch).
 * :func:`rank_quantizers`, :func:`rank_stability`, :func:`rank_agreement`:
   rankings of quantizers with bootstrap-over-runs intervals, Fig. 1 stability,
   and Spearman / Kendall agreement with exact permutation p-values.
-* :func:`mis_baseline`: the discriminator estimate of the MIS (§4.2). It is the
-  only torch code here and is imported lazily, on first access, so that
-  ``import mis.security`` never imports torch.
+* :func:`discriminator_mis`: the discriminator estimate of the MIS (§4.2), with its
+  result :class:`DiscriminatorMIS`. It is the only torch code here and is imported
+  lazily, on first access, so that ``import mis.security`` never imports torch: this
+  ``__getattr__`` is the one boundary that keeps torch out of the estimators.
 """
 
-from mis.security.ranking import (
+from mis.security._ranking import (
     AdjacentComparison,
     QuantizerRanking,
     RankAgreement,
@@ -19,19 +20,20 @@ from mis.security.ranking import (
     rank_quantizers,
     rank_stability,
 )
-from mis.security.rq import RqBatchResult, RqResult, rq, rq_batch
+from mis.security._rq import RqBatchResult, RqResult, rq, rq_batch
 
-_LAZY = {"mis_baseline", "MisResult"}
+#: names served by :mod:`mis.security._discriminator` (torch), imported on first access
+_DISCRIMINATOR_NAMES = {"DiscriminatorMIS", "discriminator_mis"}
 
 __all__ = [
     "AdjacentComparison",
-    "MisResult",
+    "DiscriminatorMIS",
     "QuantizerRanking",
     "RankAgreement",
     "RankStability",
     "RqBatchResult",
     "RqResult",
-    "mis_baseline",
+    "discriminator_mis",
     "rank_agreement",
     "rank_quantizers",
     "rank_stability",
@@ -41,12 +43,12 @@ __all__ = [
 
 
 def __getattr__(name):
-    if name in _LAZY:
-        from mis.security import discriminator
+    if name in _DISCRIMINATOR_NAMES:
+        from mis.security import _discriminator  # the torch boundary (module docstring)
 
-        return getattr(discriminator, name)
+        return getattr(_discriminator, name)
     raise AttributeError(f"module 'mis.security' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | _LAZY)
+    return sorted(set(globals()) | _DISCRIMINATOR_NAMES)

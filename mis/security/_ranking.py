@@ -2,12 +2,12 @@
 
 Every function takes per-run values, shape (n_runs, n_quantizers): typically
 ``rq_batch(...)`` (one r_Q per training run and quantizer), or per-run MIS
-estimates (``MisResult.per_run_mis``). The runs are the independent units, so
+estimates (``DiscriminatorMIS.per_run_mis``). The runs are the independent units, so
 every interval here is a bootstrap over runs. Higher values mean more private
 (rank 1 = most private), as for r_Q and the MIS.
 
 Infinite values. r_Q is +inf when a run's trajectory has a single distinct
-quantized point (see :mod:`mis.security.rq`); other measures never are. Two
+quantized point (see :func:`mis.security.rq`); other measures never are. Two
 policies, chosen with ``inf_policy``:
 
 * ``"propagate"`` (default): +inf is a value like any other. A mean over runs is
@@ -38,7 +38,7 @@ import numpy as np
 from scipy import stats
 
 from mis._kernels import rq as _k
-from mis._validation import as_generator, choice, draw_seed, positive_int
+from mis._validation import as_generator, choice, draw_seed, positive_int, probability
 from mis.exceptions import MisValueError, UndefinedMetricWarning
 from mis.metrics import Difference, Interval
 
@@ -82,11 +82,7 @@ def _check_common(statistic, inf_policy, confidence_level=None) -> None:
     choice(statistic, "statistic", STATISTICS)
     choice(inf_policy, "inf_policy", INF_POLICIES)
     if confidence_level is not None:
-        level = np.asarray(confidence_level, dtype=float)
-        if level.ndim != 0 or not 0.0 < level < 1.0:
-            raise MisValueError(
-                f"confidence_level must be a number in (0, 1); got {confidence_level!r}"
-            )
+        probability(confidence_level, "confidence_level")
 
 
 def _check_names(names, n: int) -> tuple[str, ...]:
@@ -598,7 +594,7 @@ def rank_agreement(
     ----------
     x, y : array_like, shape (n_runs, n_quantizers) or (n_quantizers,)
         Per-run values of two measures (e.g. r_Q from :func:`~mis.security.rq_batch`
-        and per-test-run MIS from ``MisResult.per_run_mis``); the runs of x
+        and per-test-run MIS from ``DiscriminatorMIS.per_run_mis``); the runs of x
         and y may differ in number. A 1-D input is a fixed summary and is not
         resampled.
     statistic : {"mean", "median"}

@@ -1,4 +1,4 @@
-"""The run store: named ``.npy`` arrays plus a ``manifest.json``.
+"""The run store: named ``.npy`` arrays plus a ``manifest.json`` (re-exported by :mod:`mis.store`).
 
 A run directory holds one ``.npy`` file per array (opened memory-mapped, so
 arrays larger than RAM stream) and ``manifest.json``::
@@ -42,6 +42,15 @@ import numpy as np
 
 from mis import __version__
 from mis.exceptions import MisValueError, StoreCorruptError
+
+__all__ = [
+    "MANIFEST",
+    "SCHEMA_VERSION",
+    "RunStore",
+    "atomic_write",
+    "atomic_write_text",
+    "sha256_file",
+]
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -398,13 +407,3 @@ class _HashingWriter:
 
     def flush(self):
         self._f.flush()
-
-
-def import_lira_reference(path, out, **kwargs):
-    """Read the reference LiRA layout (``experiment-*/keep.npy``, ``logits/*.npy``) into a store.
-
-    Implemented in :mod:`mis._lira_reference`; see its docstring for the format.
-    """
-    from mis._lira_reference import import_lira_reference as _import
-
-    return _import(path, out, **kwargs)

@@ -39,9 +39,9 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm.auto import tqdm
-
 from mis._kernels import rq as _k
+from mis._progress import progress_bar
+from mis._validation import integer
 from mis.exceptions import DegenerateStatisticWarning, MisValueError
 
 __all__ = ["RqBatchResult", "RqResult", "rq", "rq_batch"]
@@ -114,12 +114,6 @@ class RqBatchResult:
 # --------------------------------------------------------------------------------------------
 # validation
 # --------------------------------------------------------------------------------------------
-def _check_ddof(ddof) -> int:
-    if isinstance(ddof, bool) or not isinstance(ddof, (int, np.integer)) or ddof < 0:
-        raise MisValueError(f"ddof must be a non-negative integer; got {ddof!r}")
-    return int(ddof)
-
-
 def _check_losses_shape(shape, ndim: int, ddof: int, name: str = "val_losses") -> None:
     axes = "(n_checkpoints, n_val)" if ndim == 2 else "(n_runs, n_quantizers, n_checkpoints, n_val)"
     if len(shape) != ndim:
@@ -200,7 +194,7 @@ def rq(val_losses, qhash=None, *, ddof: int = 1) -> RqResult:
     r_Q is computed as min_{k≥2} δ_k²/(2σ_k²), which equals lines 17–18 of
     Algorithm 1. Sums are in float64 whatever the input dtype.
     """
-    ddof = _check_ddof(ddof)
+    ddof = integer(ddof, "ddof", minimum=0)
     L = np.asarray(val_losses)
     _check_numeric(L, "val_losses")
     _check_losses_shape(L.shape, 2, ddof)
@@ -312,7 +306,7 @@ def rq_batch(
         non-finite loss (the message names the first offending run and
         quantizer; the check is done inside the kernel, without an extra pass).
     """
-    ddof = _check_ddof(ddof)
+    ddof = integer(ddof, "ddof", minimum=0)
     if not hasattr(val_losses, "shape") or not hasattr(val_losses, "dtype"):
         val_losses = np.asarray(val_losses)
     _check_numeric(val_losses, "val_losses")
@@ -331,14 +325,7 @@ def rq_batch(
     run_bytes = Q * K * N * max(val_losses.dtype.itemsize, 4)
     step = max(1, _CHUNK_BYTES // max(run_bytes, 1))
     starts = range(0, R, step)
-    bar = tqdm(
-        starts,
-        total=math.ceil(R / step),
-        desc="r_Q",
-        unit="chunk",
-        leave=False,
-        disable=None if progress is None else not progress,
-    )
+    bar = progress_bar(starts, total=math.ceil(R / step), desc="r_Q chunks", enabled=progress)
     for r0 in bar:
         r1 = min(r0 + step, R)
         chunk = _kernel_ready(np.asarray(val_losses[r0:r1]))

@@ -14,14 +14,14 @@ from __future__ import annotations
 import numpy as np
 
 from mis._kernels import attacks_signals as _k
-from mis.attacks.signals import (
-    _chunk_size,
-    _chunks,
-    _float_array,
-    _labels,
-    _logits,
-    _nonfinite_error,
-    _progress,
+from mis.attacks._inputs import (
+    chunk_progress,
+    chunk_spans,
+    class_labels,
+    examples_per_chunk,
+    float_array,
+    logits_array,
+    nonfinite_error,
 )
 
 __all__ = ["loss_threshold", "signal_threshold"]
@@ -49,20 +49,21 @@ def loss_threshold(logits, labels, *, chunk_size=None) -> np.ndarray:
     MisValueError
         As :func:`~mis.attacks.lira_signal`.
     """
-    arr = _logits(logits)
+    arr = logits_array(logits)
     n_models, n_examples, n_queries, n_classes = arr.shape
-    y = _labels(labels, n_examples, n_classes)
-    size = _chunk_size(chunk_size, n_examples, n_models * n_queries * n_classes * arr.itemsize)
+    y = class_labels(labels, n_examples, n_classes)
+    bytes_per_example = n_models * n_queries * n_classes * arr.itemsize
+    size = examples_per_chunk(chunk_size, n_examples, bytes_per_example)
     out = np.empty((n_models, n_examples))
-    spans = _chunks(n_examples, size)
-    for a, b in _progress(spans, len(spans), "loss threshold"):
+    spans = chunk_spans(n_examples, size)
+    for a, b in chunk_progress(spans, "loss threshold"):
         block = np.ascontiguousarray(arr[:, a:b])
         if block.dtype not in (np.float32, np.float64):
             block = block.astype(np.float64)
         tmp = np.empty((n_models, b - a, n_queries))
         bad = _k.logit_transform(block, y[a:b], 0, b - a, _k.LOG_PROB, tmp)
         if bad:
-            raise _nonfinite_error(arr, "logits", bad)
+            raise nonfinite_error(arr, "logits", bad)
         out[:, a:b] = tmp.mean(axis=2)
     return out
 
@@ -82,14 +83,14 @@ def signal_threshold(signals, *, chunk_size=None) -> np.ndarray:
     -------
     ndarray of float64, shape (n_models, n_examples)
     """
-    sig = _float_array(signals, "signals", 3, "(n_models, n_examples, n_queries)")
+    sig = float_array(signals, "signals", 3, "(n_models, n_examples, n_queries)")
     n_models, n_examples, n_queries = sig.shape
-    size = _chunk_size(chunk_size, n_examples, n_models * n_queries * 8)
+    size = examples_per_chunk(chunk_size, n_examples, n_models * n_queries * 8)
     out = np.empty((n_models, n_examples))
-    for a, b in _chunks(n_examples, size):
+    for a, b in chunk_spans(n_examples, size):
         for m in range(n_models):
             sc = np.asarray(sig[m, a:b], dtype=np.float64)
             if not np.isfinite(sc).all():
-                raise _nonfinite_error(sig, "signals", int((~np.isfinite(sc)).sum()))
+                raise nonfinite_error(sig, "signals", int((~np.isfinite(sc)).sum()))
             out[m, a:b] = sc.mean(1)
     return out

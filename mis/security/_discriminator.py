@@ -11,7 +11,7 @@ MIS by MIS = clip(2(1 − test accuracy), 0, 1).
 Data layout. Run r is one model θ̂_r trained on its own i.i.d. training set;
 its ``n`` members are (a subset of) that set and its ``n`` non-members fresh
 samples that no model was trained on. Inputs are arrays with a leading run
-axis (see :func:`mis_baseline`). Runs are split into train / validation / test
+axis (see :func:`discriminator_mis`). Runs are split into train / validation / test
 **by run**, so the test accuracy is measured on models the discriminator never
 saw. Members and non-members are balanced in every run (the prior ½ of
 Definition 2.5).
@@ -55,18 +55,18 @@ import numpy as np
 import torch
 from scipy import stats
 from torch import nn
-from tqdm.auto import tqdm
 
-from mis._validation import as_generator, positive_int
+from mis._progress import progress_bar
+from mis._validation import as_generator, integer, positive_int, probability, real
 from mis.exceptions import MisValueError
 from mis.metrics import Interval
 
-__all__ = ["MisResult", "mis_baseline"]
+__all__ = ["DiscriminatorMIS", "discriminator_mis"]
 
 
 @dataclass(frozen=True)
-class MisResult:
-    """Discriminator estimate of the MIS (result of :func:`mis_baseline`).
+class DiscriminatorMIS:
+    """Discriminator estimate of the MIS (result of :func:`discriminator_mis`).
 
     Attributes
     ----------
@@ -181,14 +181,12 @@ def _split(n_runs, test_fraction, val_fraction, test_runs, gen):
             )
         rest = perm[~np.isin(perm, test)]
     else:
-        if not 0.0 < test_fraction < 1.0:
-            raise MisValueError(f"test_fraction must be in (0, 1); got {test_fraction!r}")
+        probability(test_fraction, "test_fraction")
         n_test = min(max(1, round(test_fraction * n_runs)), n_runs - 1)
         test, rest = np.sort(perm[:n_test]), perm[n_test:]
     if rest.size == 0:
         raise MisValueError(f"no runs left to train the discriminator ({n_runs} runs, all test)")
-    if not 0.0 <= val_fraction < 1.0:
-        raise MisValueError(f"val_fraction must be in [0, 1); got {val_fraction!r}")
+    probability(val_fraction, "val_fraction", open_lo=False)
     n_val = 0
     if val_fraction > 0 and rest.size >= 3:
         n_val = min(max(1, round(val_fraction * rest.size)), rest.size - 1)
@@ -257,18 +255,20 @@ def _predict(model, data: _Data, flat: torch.Tensor, batch_size: int):
 
 
 def _clopper_pearson(k: int, n: int, level: float) -> tuple[float, float]:
+    """Exact (Clopper–Pearson) interval of a binomial proportion k/n."""
     ci = stats.binomtest(k, n).proportion_ci(confidence_level=level, method="exact")
     return float(ci.low), float(ci.high)
 
 
-def _mis_of(acc: float) -> float:
+def _clipped_discriminator_mis(acc: float) -> float:
+    """The MIS of a discriminator with accuracy ``acc``: clip(2(1 − acc), 0, 1)."""
     return float(min(1.0, max(0.0, 2.0 * (1.0 - acc))))
 
 
 # --------------------------------------------------------------------------------------------
 # public
 # --------------------------------------------------------------------------------------------
-def mis_baseline(
+def discriminator_mis(
     params,
     member_x,
     member_y,
@@ -293,7 +293,7 @@ def mis_baseline(
     num_threads: int | None = None,
     rng: int = 0,
     progress: bool | None = None,
-) -> MisResult:
+) -> DiscriminatorMIS:
     """Estimate the MIS of a (quantized) training algorithm with a discriminator (§4.2).
 
     Call it once per quantizer, with ``params`` the quantized weights of each run.
@@ -344,7 +344,7 @@ def mis_baseline(
 
     Returns
     -------
-    MisResult
+    DiscriminatorMIS
 
     Raises
     ------
@@ -352,8 +352,7 @@ def mis_baseline(
         Mismatched shapes, non-finite values, unbalanced members / non-members,
         fewer than 2 runs, or bad hyperparameters.
     """
-    if isinstance(rng, bool) or not isinstance(rng, (int, np.integer)):
-        raise MisValueError(f"rng must be an int seed for the torch discriminator; got {rng!r}")
+    integer(rng, "rng")  # torch seeds from an int, not a Generator
     p = _finite(params, "params")
     if p.ndim != 2:
         raise MisValueError(f"params must have shape (n_runs, n_params); got {p.shape}")
@@ -376,14 +375,10 @@ def mis_baseline(
     epochs = positive_int(epochs, "epochs")
     batch_size = positive_int(batch_size, "batch_size")
     patience = positive_int(patience, "patience")
-    for name, value, ok in (
-        ("lr", lr, lr > 0),
-        ("weight_decay", weight_decay, weight_decay >= 0),
-        ("dropout", dropout, 0 <= dropout < 1),
-        ("confidence_level", confidence_level, 0 < confidence_level < 1),
-    ):
-        if not ok:
-            raise MisValueError(f"{name} is out of range; got {value!r}")
+    real(lr, "lr", 0.0, open_lo=True)
+    real(weight_decay, "weight_decay", 0.0)
+    real(dropout, "dropout", 0.0, 1.0, open_hi=True)
+    probability(confidence_level, "confidence_level")
     dev = torch.device(
         device if device is not None else "cuda" if torch.cuda.is_available() else "cpu"
     )
@@ -436,8 +431,7 @@ def _train_and_test(data, config, dev, seed, n, train, val, test, confidence_lev
         if val_idx is not None:
             history["val_loss"], history["val_accuracy"] = [], []
         best_loss, best_epoch, best_state, waited = math.inf, epochs, None, 0
-        bar = tqdm(range(1, epochs + 1), desc="discriminator", unit="epoch", leave=False,
-                   disable=None if progress is None else not progress)  # fmt: skip
+        bar = progress_bar(range(1, epochs + 1), desc="discriminator epochs", enabled=progress)
         for epoch in bar:
             model.train()
             order = train_idx[torch.randperm(train_idx.shape[0], generator=shuffle)]
@@ -474,8 +468,12 @@ def _train_and_test(data, config, dev, seed, n, train, val, test, confidence_lev
     acc = n_correct / n_test
     lo, hi = _clopper_pearson(n_correct, n_test, confidence_level)
     per_run = correct.mean(axis=1)
-    return MisResult(
-        mis=Interval(_mis_of(acc), _mis_of(hi), _mis_of(lo)),
+    return DiscriminatorMIS(
+        mis=Interval(
+            _clipped_discriminator_mis(acc),
+            _clipped_discriminator_mis(hi),
+            _clipped_discriminator_mis(lo),
+        ),
         accuracy=Interval(acc, lo, hi),
         n_test=n_test,
         n_correct=n_correct,

@@ -1,4 +1,4 @@
-"""Import the directory layout of the reference LiRA code into a run store.
+"""Import the directory layout of the reference LiRA code into a run store (via :mod:`mis.store`).
 
 tensorflow/privacy ``research/mi_lira_2021`` writes, under a log directory::
 
@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mis.exceptions import MisValueError
+from mis.store._run_store import RunStore
 
 __all__ = ["import_lira_reference"]
 
@@ -86,8 +87,6 @@ def import_lira_reference(path, out, *, labels=None, epoch=None):
         No experiment directory, inconsistent shapes, logits of the wrong
         rank, missing or out-of-range labels.
     """
-    from mis.store import RunStore
-
     root = Path(path)
     if not root.is_dir():
         raise MisValueError(f"path must be a directory; got {str(root)!r}")

@@ -30,24 +30,23 @@ raised, so scores are always finite.
 
 from __future__ import annotations
 
-import numbers
 import warnings
 
 import numpy as np
 from scipy import special, stats
 
 from mis._kernels import lira as _k
-from mis._validation import choice
-from mis.attacks.signals import (
+from mis._validation import boolean, choice, real
+from mis.attacks._inputs import (
     COMPAT_MODES,
-    _chunk_size,
-    _chunks,
-    _float_array,
-    _keep,
-    _kernel_view,
-    _nonfinite_error,
-    _progress,
-    _target,
+    chunk_progress,
+    chunk_spans,
+    examples_per_chunk,
+    float_array,
+    kernel_view,
+    membership,
+    nonfinite_error,
+    target_index,
 )
 from mis.exceptions import DegenerateStatisticWarning, MisValueError
 
@@ -62,8 +61,9 @@ _REF_MAX_SIZE = 100_000  # in_size / out_size cap of the reference code
 # --------------------------------------------------------------------------------------------
 # validation
 # --------------------------------------------------------------------------------------------
-def _signals(signals) -> np.ndarray:
-    arr = _float_array(signals, "signals", 3, "(n_models, n_examples, n_queries)")
+def _signals_array(signals) -> np.ndarray:
+    """Signals ``(n_models, n_examples, n_queries)`` with a target and at least one shadow."""
+    arr = float_array(signals, "signals", 3, "(n_models, n_examples, n_queries)")
     if arr.shape[0] < 2:
         raise MisValueError(
             f"signals must hold at least 2 models (a target and a shadow); got {arr.shape[0]}"
@@ -72,10 +72,10 @@ def _signals(signals) -> np.ndarray:
 
 
 def _options(mode, fixed_variance, center, compat, var_floor) -> tuple[bool, bool, bool, float]:
+    """Checked options as ``(online, fixed_variance, median centre, var_floor)``."""
     choice(mode, "mode", MODES)
     choice(compat, "compat", COMPAT_MODES)
-    if not isinstance(fixed_variance, bool | np.bool_):
-        raise MisValueError(f"fixed_variance must be True or False; got {fixed_variance!r}")
+    fixed_variance = boolean(fixed_variance, "fixed_variance")
     if center is None:
         center = "median" if compat else "mean"
     choice(center, "center", CENTERS)
@@ -84,9 +84,8 @@ def _options(mode, fixed_variance, center, compat, var_floor) -> tuple[bool, boo
             "center must be 'median' (or None) with compat='carlini2022': the reference code "
             f"centres on the median; got {center!r}"
         )
-    if not isinstance(var_floor, numbers.Real) or not var_floor > 0 or not np.isfinite(var_floor):
-        raise MisValueError(f"var_floor must be a positive finite number; got {var_floor!r}")
-    return mode == "online", bool(fixed_variance), center == "median", float(var_floor)
+    var_floor = real(var_floor, "var_floor", 0.0, open_lo=True)
+    return mode == "online", fixed_variance, center == "median", var_floor
 
 
 def _check_counts(n_in: np.ndarray, n_out: np.ndarray, online: bool, who: str) -> None:
@@ -107,7 +106,7 @@ def _check_counts(n_in: np.ndarray, n_out: np.ndarray, online: bool, who: str) -
 
 def _stat_view(sig, keep, a, b):
     """(signals, keep, start, stop) for a kernel: in place when possible, else a float64 copy."""
-    direct = _kernel_view(sig)
+    direct = kernel_view(sig)
     if direct is not None:
         return direct, keep, a, b
     block = np.ascontiguousarray(sig[:, a:b], dtype=np.float64)
@@ -162,7 +161,7 @@ def _lira_one(sig, keep, t, online, fixed, median, floor, size) -> np.ndarray:
     n_models, n_examples, n_queries = sig.shape
     stats_ = {k: np.empty((n_examples, n_queries)) for k in ("mu_in", "ss_in", "mu_out", "ss_out")}
     counts = np.empty(n_examples, dtype=np.int64)
-    for a, b in _chunks(n_examples, size):
+    for a, b in chunk_spans(n_examples, size):
         view, kv, lo, hi = _stat_view(sig, keep, a, b)
         bad = _k.shadow_stats(
             view,
@@ -178,7 +177,7 @@ def _lira_one(sig, keep, t, online, fixed, median, floor, size) -> np.ndarray:
             counts[a:b],
         )
         if bad:
-            raise _nonfinite_error(sig, "signals", bad)
+            raise nonfinite_error(sig, "signals", bad)
     _check_counts(counts, (n_models - 1) - counts, online, f"of target {t}")
     s = np.ascontiguousarray(sig[t], dtype=np.float64)
     if online and not fixed:  # the common case, fused in one pass
@@ -215,20 +214,20 @@ def _loo_chunk(sig, keep, a, b, median):
     view, kv, lo, hi = _stat_view(sig, keep, a, b)
     bad = _k.loo_stats(view, kv, lo, hi, median, mu_in, ss_in, mu_out, ss_out)
     if bad:
-        raise _nonfinite_error(sig, "signals", bad)
+        raise nonfinite_error(sig, "signals", bad)
     return mu_in, ss_in, mu_out, ss_out
 
 
 def _lira_loo(sig, keep, online, fixed, median, floor, size) -> np.ndarray:
     n_models, n_examples, n_queries = sig.shape
     n_in_all = keep.sum(axis=0)
-    spans = _chunks(n_examples, size)
+    spans = chunk_spans(n_examples, size)
     if fixed:  # pass 1: pooled sums of squares per target
         tot_in = np.zeros(n_models)
         tot_out = np.zeros(n_models)
         cnt_in = np.zeros(n_models)
         cnt_out = np.zeros(n_models)
-        for a, b in _progress(spans, len(spans), "LiRA pooled variance"):
+        for a, b in chunk_progress(spans, "LiRA pooled variance"):
             _, ss_in, _, ss_out = _loo_chunk(sig, keep, a, b, False)
             n_in = n_in_all[None, a:b] - keep[:, a:b]
             tot_in += ss_in.sum(axis=(1, 2))
@@ -238,7 +237,7 @@ def _lira_loo(sig, keep, online, fixed, median, floor, size) -> np.ndarray:
         fixed_in = floor(tot_in / cnt_in)[:, None, None] if online else None
         fixed_out = floor(tot_out / cnt_out)[:, None, None]
     out = np.empty((n_models, n_examples))
-    for a, b in _progress(spans, len(spans), "LiRA leave-one-out"):
+    for a, b in chunk_progress(spans, "LiRA leave-one-out"):
         mu_in, ss_in, mu_out, ss_out = _loo_chunk(sig, keep, a, b, median)
         if fixed:
             var_in, var_out = fixed_in, fixed_out
@@ -275,7 +274,7 @@ def _lira_carlini2022(sig, keep, t, online, fixed, size) -> np.ndarray:
     n_in = k_sh.sum(axis=0)
     in_size = min(int(n_in.min()), _REF_MAX_SIZE)
     out_size = min(int((shadows.size - n_in).min()), _REF_MAX_SIZE)
-    spans = _chunks(n_examples, size)
+    spans = chunk_spans(n_examples, size)
     glob = None
     if fixed:  # np.std over the whole truncated IN (online) / OUT (offline) matrix
         which, wsize = (True, in_size) if online else (False, out_size)
@@ -289,15 +288,15 @@ def _lira_carlini2022(sig, keep, t, online, fixed, size) -> np.ndarray:
     for a, b in spans:
         sc = np.asarray(sig[t, a:b], dtype=np.float64)
         if not np.isfinite(sc).all():
-            raise _nonfinite_error(sig, "signals", int((~np.isfinite(sc)).sum()))
+            raise nonfinite_error(sig, "signals", int((~np.isfinite(sc)).sum()))
         dat_out = _ref_values(sig, ~k_sh[:, a:b], shadows, a, b, out_size)
         if not np.isfinite(dat_out).all():
-            raise _nonfinite_error(sig, "signals", int((~np.isfinite(dat_out)).sum()))
+            raise nonfinite_error(sig, "signals", int((~np.isfinite(dat_out)).sum()))
         mean_out = np.median(dat_out, 1)
         if online:
             dat_in = _ref_values(sig, k_sh[:, a:b], shadows, a, b, in_size)
             if not np.isfinite(dat_in).all():
-                raise _nonfinite_error(sig, "signals", int((~np.isfinite(dat_in)).sum()))
+                raise nonfinite_error(sig, "signals", int((~np.isfinite(dat_in)).sum()))
             mean_in = np.median(dat_in, 1)
             if fixed:
                 std_in = glob
@@ -402,11 +401,11 @@ def lira(
     attacks from first principles*, IEEE S&P, §4 (Alg. 1, Eq. 3–4).
     """
     online, fixed, median, var_floor = _options(mode, fixed_variance, center, compat, var_floor)
-    sig = _signals(signals)
+    sig = _signals_array(signals)
     n_models, n_examples, n_queries = sig.shape
-    k = _keep(keep, n_models, n_examples)
-    t = _target(target, n_models)
-    size = _chunk_size(chunk_size, n_examples, n_models * n_queries * 8)
+    k = membership(keep, n_models, n_examples)
+    t = target_index(target, n_models)
+    size = examples_per_chunk(chunk_size, n_examples, n_models * n_queries * 8)
     if compat:
         n_in = k.sum(axis=0) - k[t]
         _check_counts(n_in, (n_models - 1) - n_in, online, f"of target {t}")
@@ -458,18 +457,18 @@ def lira_all_targets(
         two models, so that every target leaves one of each among its shadows.
     """
     online, fixed, median, var_floor = _options(mode, fixed_variance, center, compat, var_floor)
-    sig = _signals(signals)
+    sig = _signals_array(signals)
     n_models, n_examples, n_queries = sig.shape
-    k = _keep(keep, n_models, n_examples)
+    k = membership(keep, n_models, n_examples)
     n_in = k.sum(axis=0)
     n_out = n_models - n_in
     # the worst target removes one member of a non-empty set
     _check_counts(n_in - (n_in > 0), n_out - (n_out > 0), online, "of some target")
     # leave-one-out keeps about ten (n_models, chunk, n_queries) float64 arrays alive
-    size = _chunk_size(chunk_size, n_examples, 10 * n_models * n_queries * 8)
+    size = examples_per_chunk(chunk_size, n_examples, 10 * n_models * n_queries * 8)
     if compat:
         out = np.empty((n_models, n_examples))
-        for t in _progress(range(n_models), n_models, "LiRA (carlini2022) targets"):
+        for t in chunk_progress(range(n_models), "LiRA (carlini2022) targets"):
             out[t] = _lira_carlini2022(sig, k, t, online, fixed, size)
         _warn_nonfinite_compat(out)
         return out

@@ -26,19 +26,18 @@ the target alike, since the attacker does not know which is which). With
 
 from __future__ import annotations
 
-import numbers
 import warnings
 
 import numpy as np
 
-from mis._validation import choice
-from mis.attacks.signals import (
-    _chunk_size,
-    _chunks,
-    _float_array,
-    _keep,
-    _progress,
-    _target,
+from mis._validation import choice, real
+from mis.attacks._inputs import (
+    chunk_progress,
+    chunk_spans,
+    examples_per_chunk,
+    float_array,
+    membership,
+    target_index,
 )
 from mis.exceptions import DegenerateStatisticWarning, MisValueError
 
@@ -52,7 +51,7 @@ def _probabilities(probs, chunk_size) -> np.ndarray:
     arr = np.asarray(probs) if not isinstance(probs, np.ndarray) else probs
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    arr = _float_array(
+    arr = float_array(
         arr, "probs", 3, "(n_models, n_examples) or (n_models, n_examples, n_queries)"
     )
     n_models, n_examples, n_queries = arr.shape
@@ -60,9 +59,9 @@ def _probabilities(probs, chunk_size) -> np.ndarray:
         raise MisValueError(
             f"probs must hold at least 2 models (target + reference); got {n_models}"
         )
-    size = _chunk_size(chunk_size, n_examples, n_models * n_queries * 8)
+    size = examples_per_chunk(chunk_size, n_examples, n_models * n_queries * 8)
     p = np.empty((n_models, n_examples))
-    for a, b in _chunks(n_examples, size):
+    for a, b in chunk_spans(n_examples, size):
         block = np.asarray(arr[:, a:b], dtype=np.float64)
         bad = ~((block >= 0.0) & (block <= 1.0))  # NaN fails both
         if bad.any():
@@ -77,11 +76,9 @@ def _probabilities(probs, chunk_size) -> np.ndarray:
 
 def _options(mode, a, gamma) -> tuple[bool, float, float]:
     choice(mode, "mode", MODES)
-    if not isinstance(a, numbers.Real) or not 0.0 <= a <= 1.0:
-        raise MisValueError(f"a must be a number in [0, 1]; got {a!r}")
-    if not isinstance(gamma, numbers.Real) or not gamma > 0 or not np.isfinite(gamma):
-        raise MisValueError(f"gamma must be a positive finite number; got {gamma!r}")
-    return mode == "offline", float(a), float(gamma)
+    a = real(a, "a", 0.0, 1.0)
+    gamma = real(gamma, "gamma", 0.0, open_lo=True)
+    return mode == "offline", a, gamma
 
 
 def _population(population, n_examples: int) -> np.ndarray:
@@ -226,8 +223,8 @@ def rmia(
     offline, a, gamma = _options(mode, a, gamma)
     p = _probabilities(probs, chunk_size)
     n_models, n_examples = p.shape
-    k = _keep(keep, n_models, n_examples)
-    t = _target(target, n_models)
+    k = membership(keep, n_models, n_examples)
+    t = target_index(target, n_models)
     pop = _population(population, n_examples)
     sums = _Sums(p, k, offline, a)
     _check_counts(sums.count - (~k[t] if offline else 0), offline, f"of target {t}")
@@ -259,12 +256,12 @@ def rmia_all_targets(
     offline, a, gamma = _options(mode, a, gamma)
     p = _probabilities(probs, chunk_size)
     n_models, n_examples = p.shape
-    k = _keep(keep, n_models, n_examples)
+    k = membership(keep, n_models, n_examples)
     pop = _population(population, n_examples)
     sums = _Sums(p, k, offline, a)
     _check_counts(sums.count - (sums.count > 0), offline, "of some target")
     out = np.empty((n_models, n_examples))
-    for t in _progress(range(n_models), n_models, "RMIA targets"):
+    for t in chunk_progress(range(n_models), "RMIA targets"):
         out[t] = _score(p[t] / sums.reference_prob(t), pop, gamma)
     sums.warn()
     return out

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import grimp
 import pytest
-from importlinter.cli import lint_imports
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "mis"
@@ -29,18 +28,26 @@ def _modules():
 
 
 def _imported(node: ast.AST, module: str, is_package: bool) -> list[str]:
+    """The modules an import statement may load (``from a import b``: ``a`` and ``a.b``)."""
     if isinstance(node, ast.Import):
         return [a.name for a in node.names]
     base = module.split(".") if is_package else module.split(".")[:-1]
     if node.level:
         base = base[: len(base) - (node.level - 1)]
-        return [".".join([*base, node.module] if node.module else base)]
-    return [node.module]
+        source = ".".join([*base, node.module] if node.module else base)
+    else:
+        source = node.module
+    return [source] + [f"{source}.{a.name}" for a in node.names]
 
 
-def test_import_linter_contracts_hold(capsys):
-    code = lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True, no_logo=True)
-    assert code == 0, capsys.readouterr().out
+def test_import_linter_contracts_hold():
+    # in a subprocess: import-linter reconfigures logging (dictConfig disables our loggers)
+    code = (
+        "import sys; from importlinter.cli import lint_imports; "
+        "sys.exit(lint_imports(config_filename='pyproject.toml', no_cache=True, no_logo=True))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
 
 
 def test_no_import_cycles():
@@ -89,8 +96,8 @@ def test_imports_sit_at_the_top_of_every_module():
             if not isinstance(node, (ast.Import, ast.ImportFrom)) or id(node) in top:
                 continue
             targets = _imported(node, name, path.name == "__init__.py")
-            ok = all(
-                (name, t) in LAZY_BOUNDARY or t.split(".")[0] in OPTIONAL_EXTRAS for t in targets
+            ok = any((name, t) in LAZY_BOUNDARY for t in targets) or all(
+                t.split(".")[0] in OPTIONAL_EXTRAS for t in targets
             )
             if not ok:
                 late.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {targets}")

@@ -8,6 +8,8 @@
   (:func:`register_method`, :func:`get_method`, :func:`method_label`),
   :func:`weight_quantizer`, :func:`quantization_report`.
 * :mod:`mis.quant.calibration` — :class:`Calibration`, members-only calibration data.
+* :mod:`mis.quant.stacked` — the Aubinais quantizers on many models' stacked weights at once
+  (:func:`stacked_quantize`, :class:`StackedQuantizer`).
 
 * :mod:`mis.quant.rtn` — round to nearest (:class:`RTNOptions`: none);
 * :mod:`mis.quant.adaround`, :mod:`mis.quant.brecq` — AdaRound and BRECQ
@@ -57,6 +59,7 @@ from mis.quant.bn import bn_tune
 from mis.quant.brecq import BRECQConfig
 from mis.quant.calibration import Calibration, check_members, select_calibration
 from mis.quant.gptq import GPTQOptions
+from mis.quant.stacked import STACKED_QUANTIZERS, StackedQuantizer, stacked_quantize
 from mis.quant.grids import (
     AffineGrid,
     bits_to_levels,
@@ -74,6 +77,7 @@ from mis.quant.rtn import RTNOptions
 
 __all__ = [
     "AUBINAIS_QUANTIZERS",
+    "STACKED_QUANTIZERS",
     "SUPPORTED_LAYERS",
     "AdaRoundConfig",
     "AffineGrid",
@@ -91,6 +95,7 @@ __all__ = [
     "QuantInfo",
     "QuantPlan",
     "QuantizationReport",
+    "StackedQuantizer",
     "RTNOptions",
     "WeightQuantizer",
     "available_methods",
@@ -115,6 +120,7 @@ __all__ = [
     "register_method",
     "select_calibration",
     "sign_quantize",
+    "stacked_quantize",
     "ternary_quantize",
     "uaq",
     "weight_quantizer",

@@ -28,6 +28,7 @@ __all__ = [
     "MLP",
     "DigitsCNN",
     "QuadraticLinear",
+    "available_models",
     "build_model",
     "count_parameters",
     "densenet121",
@@ -277,13 +278,18 @@ _REGISTRY = {
 }
 
 
+def available_models() -> tuple[str, ...]:
+    """The names :func:`build_model` accepts, sorted."""
+    return tuple(sorted(_REGISTRY))
+
+
 def build_model(name: str, **kwargs) -> nn.Module:
     """Build a model by name: one of ``quadratic_linear``, ``mlp``, ``digits_cnn``,
     ``resnet18``, ``resnet50``, ``densenet121``; ``kwargs`` go to its constructor.
 
     ``functools.partial(build_model, name, **kwargs)`` is a picklable model factory.
     """
-    string(name, "model", sorted(_REGISTRY))
+    string(name, "model", available_models())
     return _REGISTRY[name](**kwargs)
 
 

@@ -34,7 +34,7 @@ from mis.studies.synthetic.model import cross_entropy, flat_params, logits, quan
 from mis.studies.synthetic.stacked import KeepBestRecorder
 from mis.train.ensemble import train_ensemble
 from mis.train.models import QuadraticLinear
-from mis.train.trainer import TrainConfig
+from mis.train.config import TrainConfig
 
 __all__ = [
     "DISCRIMINATOR_SUMMARY",

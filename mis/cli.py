@@ -83,8 +83,7 @@ def _add_executor_options(p: argparse.ArgumentParser, *, workers_from_config: bo
         workers_help = "number of workers (default: the config's study.workers)"
     else:
         executor_help = (
-            "where the jobs run: this process, a process pool, or a Dask cluster "
-            "(default serial)"
+            "where the jobs run: this process, a process pool, or a Dask cluster (default serial)"
         )
         workers_help = "process pool / local Dask cluster size (default: number of CPUs)"
     g.add_argument(

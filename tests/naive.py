@@ -544,6 +544,7 @@ def keep_best_update(
 # mis.metrics: roc_curve, tpr_at_fpr, roc_auc, log_roc_auc, bootstrap_roc, compare_roc
 # ============================================================================================
 
+
 def auc_pairwise(scores, labels) -> float:
     """AUC by counting every (member, non-member) pair; ties count 1/2."""
     pos = [s for s, y in zip(scores, labels, strict=True) if y == 1]
@@ -662,6 +663,7 @@ def auc_jackknife_acceleration(scores, labels) -> float:
 # mis.security: rq (Algorithm 1 as written), rank_agreement (permutation p-values)
 # ============================================================================================
 
+
 def dedup_checkpoints(val_losses, qhash=None):
     """Keep one row per quantized point: first of each hash, or of each identical loss row."""
     L = np.asarray(val_losses, dtype=float)
@@ -719,6 +721,7 @@ def permutation_pvalues(x, y):
 # ============================================================================================
 # mis.attacks: lira_signal, lira, rmia; compat="carlini2022" (the reference code)
 # ============================================================================================
+
 
 def lira_signal_naive(logits, labels):
     """log p_y − log Σ_{c≠y} p_c with scipy's logsumexp, one row at a time."""
@@ -872,6 +875,7 @@ def rmia_naive(probs, keep, target, mode="offline", a=0.3, gamma=2.0, population
 # mis.train: data.shift / random_flip_crop augmentations; TrajectoryRecorder keep-best
 # ============================================================================================
 
+
 def shift_image(x, dy, dx, mode):
     """Translate NCHW images pixel by pixel: out[i, j] = x[i - dy, j - dx], borders padded."""
     h, w = x.shape[2:]
@@ -922,6 +926,7 @@ def keep_best(losses, hashes, epochs, b):
 # ============================================================================================
 # mis.quant.grids (affine grids, mse_grid search) and mis.quant.aubinais quantizers
 # ============================================================================================
+
 
 def affine_scale_zero(lo, hi, n_levels, symmetric=False):
     """(s, z) of one range, plain Python floats (float64): the reference convention."""
@@ -1026,6 +1031,7 @@ def distinct_per_row(w2d):
 # ============================================================================================
 # mis.quant.obc (obc_quantize), mis.quant.gptq (gptq_quantize, refine), mis.quant.bn
 # ============================================================================================
+
 
 def damped_hessian_naive(H, percdamp):
     """Dead columns (H_jj = 0 -> H_jj = 1) and H + percdamp·mean(diag H)·I; also the dead mask."""
@@ -1213,6 +1219,7 @@ def bn_running_stats_naive(batches, momentum):
 # mis.quant.reconstruct (AdaRound / BRECQ: rectified_sigmoid, rounding_regularizer,
 # beta_at) and mis.quant.fold (fold_batchnorm)
 # ============================================================================================
+
 
 def rectified_sigmoid_naive(v, zeta=1.1, gamma=-0.1):
     """h(V) = clip(σ(V)(ζ − γ) + γ, 0, 1), one element at a time with math.exp."""

@@ -134,7 +134,7 @@ def test_roc_points():
 def test_roc_metrics(ties, strict):
     rng = np.random.default_rng(2 + ties + 2 * strict)
     fprs = [0.01, 0.1, 0.25, 0.5]
-    for trial in range(12):
+    for _ in range(12):
         s, y = _scores(rng, int(rng.integers(2, 60)), ties)
         p = metrics._prepare([s], y, fprs, None, "carlini2022" if strict else None, 1e-2)
         n_neg, n_pos = p.neg_perm.shape[1], p.pos_perm.shape[1]

@@ -1,5 +1,7 @@
 """quantize_model, configs, the registry, reports, named quantizers and the calibration guard."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -315,3 +317,12 @@ def test_weight_quantizers(name):
 def test_weight_quantizer_unknown_name():
     with pytest.raises(MisValueError, match="ternary-33"):
         Q.weight_quantizer("ternary-42")
+
+
+def test_with_seed_changes_only_the_seed():
+    cfg = Q.QuantConfig(bits=1.58, method="rtn", last_layer_bits=8)
+    other = cfg.with_seed(7)
+    assert other.seed == 7 and cfg.seed == 0
+    assert dataclasses.replace(other, seed=0) == cfg
+    with pytest.raises(MisValueError, match="seed"):
+        cfg.with_seed(-1)

@@ -14,8 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mis.exceptions import MisValueError
-from mis.quant import weight_quantizer
-from mis.quant import STACKED_QUANTIZERS, stacked_quantize
+from mis.quant import STACKED_QUANTIZERS, stacked_quantize, weight_quantizer
 from mis.studies import synthetic
 from mis.studies._common import derive_seed, fill_keep_best_padding
 from mis.studies.synthetic import (
@@ -255,9 +254,7 @@ def test_partial_toml_keeps_defaults(tmp_path):
 def test_derive_seed_is_deterministic_and_distinct():
     a = derive_seed(0, 4, 8, 2000, 7)
     assert a == derive_seed(0, 4, 8, 2000, 7)
-    others = {
-        derive_seed(s, p, 8, 2000, r) for s in (0, 1) for p in (4, 5) for r in (7, 8)
-    }
+    others = {derive_seed(s, p, 8, 2000, r) for s in (0, 1) for p in (4, 5) for r in (7, 8)}
     assert len(others) == 8 and 0 <= a < 2**63
 
 
@@ -414,7 +411,7 @@ def test_study_without_mis(tmp_path):
 
 
 def test_run_synthetic_bad_arguments(tmp_path):
-    with pytest.raises(MisValueError, match="synthetic.Config"):
+    with pytest.raises(MisValueError, match=r"synthetic\.Config"):
         synthetic.run_synthetic({"study": {}}, tmp_path)
     with pytest.raises(MisValueError, match="stop_after"):
         synthetic.run_synthetic(tiny_config(), tmp_path, stop_after="report")

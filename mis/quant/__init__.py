@@ -59,7 +59,6 @@ from mis.quant.bn import bn_tune
 from mis.quant.brecq import BRECQConfig
 from mis.quant.calibration import Calibration, check_members, select_calibration
 from mis.quant.gptq import GPTQOptions
-from mis.quant.stacked import STACKED_QUANTIZERS, StackedQuantizer, stacked_quantize
 from mis.quant.grids import (
     AffineGrid,
     bits_to_levels,
@@ -74,6 +73,7 @@ from mis.quant.grids import (
 )
 from mis.quant.obc import LayerwiseOptions, OBCOptions
 from mis.quant.rtn import RTNOptions
+from mis.quant.stacked import STACKED_QUANTIZERS, StackedQuantizer, stacked_quantize
 
 __all__ = [
     "AUBINAIS_QUANTIZERS",
@@ -95,8 +95,8 @@ __all__ = [
     "QuantInfo",
     "QuantPlan",
     "QuantizationReport",
-    "StackedQuantizer",
     "RTNOptions",
+    "StackedQuantizer",
     "WeightQuantizer",
     "available_methods",
     "available_weight_quantizers",

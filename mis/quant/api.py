@@ -287,6 +287,13 @@ class QuantConfig:
         object.__setattr__(self, "method_options", _build_options(info, self.method_options))
         integer(self.seed, "seed", 0)
 
+    def with_seed(self, seed: int) -> QuantConfig:
+        """This configuration with another ``seed``; the other fields, already checked when
+        it was built, are not checked again."""
+        out = copy.copy(self)
+        object.__setattr__(out, "seed", integer(seed, "seed", 0))
+        return out
+
     def base_spec(self) -> LayerSpec:
         """The :class:`LayerSpec` of a layer without override."""
         return LayerSpec._from_validated({name: getattr(self, name) for name in _GRID_FIELDS})

@@ -39,6 +39,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from mis._kernels import rq as _k
 from mis._progress import progress_bar
 from mis._validation import integer

@@ -30,8 +30,8 @@ from mis.studies._common.summaries import (
 __all__ = [
     "ORIGINAL",
     "AnalysisSection",
-    "TrajectorySection",
     "TimingLog",
+    "TrajectorySection",
     "check_out_config",
     "derive_seed",
     "fill_keep_best_padding",

@@ -17,12 +17,12 @@ For every variant (full precision, and method × bits × decoupled last layer) a
   precision.
 * **Paired tests** — :func:`mis.metrics.compare_roc` of the quantized scores against the
   full-precision scores of the same targets on the same resampled examples (difference =
-  quantized − full precision; negative = less leakage): pooled over targets (cluster
-  bootstrap) and per target. Holm's step-down correction (:func:`mis.metrics.holm`, as
-  ``statsmodels`` ``multipletests(method="holm")``) controls the family-wise error at ``metrics.alpha``
-  within each family: for one attack and one metric, the pooled tests of all quantized
-  variants form one family, the per-target tests of all (variant, target) pairs another.
-  Undefined p-values (a TPR below the resolvable FPR) are left out of the family.
+  quantized − full precision; negative = less leakage): pooled over targets (cluster bootstrap)
+  and per target. Holm's step-down correction (:func:`mis.metrics.holm`, as ``statsmodels``
+  ``multipletests(method="holm")``) controls the family-wise error at ``metrics.alpha`` within
+  each family: for one attack and one metric, the pooled tests of all quantized variants form
+  one family, the per-target tests of all (variant, target) pairs another. Undefined p-values (a
+  TPR below the resolvable FPR) are left out of the family.
 * **ROC bands** — pointwise bootstrap intervals of the pooled TPR on a log-spaced FPR grid
   from the resolvable floor ``1/n_non-members`` to 0.99 (``metrics.band_points`` points).
 

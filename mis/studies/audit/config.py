@@ -304,7 +304,9 @@ class QuantSection:
         grid = table(self.grid, "quant.grid")
         bad = sorted(set(grid) - set(GRID_KEYS))
         if bad:
-            raise MisValueError(f"unknown key 'quant.grid.{bad[0]}'; valid keys: {sorted(GRID_KEYS)}")
+            raise MisValueError(
+                f"unknown key 'quant.grid.{bad[0]}'; valid keys: {sorted(GRID_KEYS)}"
+            )
         object.__setattr__(self, "grid", grid)
         options = table(self.options, "quant.options")
         for m, opts in options.items():
@@ -477,7 +479,9 @@ class Config:
         for v in self._variants:
             if v.key == key:
                 return v
-        raise MisValueError(f"variant must be one of {[v.key for v in self._variants]}; got {key!r}")
+        raise MisValueError(
+            f"variant must be one of {[v.key for v in self._variants]}; got {key!r}"
+        )
 
     def target_models(self) -> list[int]:
         """Model indices of the targets (after the shadows)."""

@@ -14,7 +14,6 @@ keep masks from the run store (written once by :func:`~mis.studies.audit.run_aud
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 from collections.abc import Mapping
@@ -161,9 +160,7 @@ def quant_job(config: Mapping[str, Any], index: int, seed: int, scratch) -> dict
     cfg = _job_config(config)
     m = int(config["model"])
     variant = cfg.variant(config["variant"])
-    qconfig = dataclasses.replace(
-        variant.quant, seed=derive_seed(cfg.study.seed, QUANT, m) % (2**31)
-    )
+    qconfig = variant.quant.with_seed(derive_seed(cfg.study.seed, QUANT, m) % (2**31))
     data = load_data(cfg)
     device = _device(cfg)
     store = RunStore(config["store"], create=False)

@@ -2,12 +2,12 @@
 
 Pipeline (:func:`run_audit`; configuration in :mod:`mis.studies.audit.config`):
 
-1. **Train** (resumable jobs, :mod:`mis.studies.audit.jobs`): ``shadows + targets`` models of one architecture, all full
-   precision, each on its row of the keep masks (:func:`~mis.train.keep_masks`: every
-   example of the audit pool is IN for exactly ``pkeep`` of the models, Carlini et al. 2022
-   §VI-A). Models 0 … S−1 are the shadows, S … S+T−1 the targets (the paper's "random
-   seeds"). BatchNorm-free models train together with the vmap ensemble trainer, others one
-   per job with the plain trainer (checkpointed every epoch).
+1. **Train** (resumable jobs, :mod:`mis.studies.audit.jobs`): ``shadows + targets`` models of
+   one architecture, all full precision, each on its row of the keep masks
+   (:func:`~mis.train.keep_masks`: every example of the audit pool is IN for exactly ``pkeep``
+   of the models, Carlini et al. 2022 §VI-A). Models 0 … S−1 are the shadows, S … S+T−1 the
+   targets (the paper's "random seeds"). BatchNorm-free models train together with the vmap
+   ensemble trainer, others one per job with the plain trainer (checkpointed every epoch).
 2. **Logits** (inside the training job): every model on every pool example under the
    augmentation queries (``n_aug``), reduced to what the attacks read — the LiRA signal
    (scaled logit), the true-class probability (RMIA) and the loss score — plus the
@@ -19,15 +19,17 @@ Pipeline (:func:`run_audit`; configuration in :mod:`mis.studies.audit.config`):
    the same draw for every method, §IV-A); then the quantized target's signals, probabilities,
    losses and test predictions. With ``attack.quantize_shadows`` the shadows are quantized
    the same way (each calibrated on its own members).
-4. **Attack** (:mod:`mis.studies.audit.scoring`): per target and variant, LiRA online and offline (Carlini et al. 2022, Eq. 3–4;
-   fixed variance as configured) and offline RMIA (Zarifzadeh et al. 2024) against the
-   full-precision shadows (or the quantized ones), and the loss threshold (Yeom et al. 2018).
-5. **Metrics** (:mod:`mis.studies.audit.analysis`): test accuracy of every target; TPR at the configured FPRs, AUC and log-AUC per
-   target (bootstrap CIs over examples) and pooled over targets (cluster bootstrap: an example
-   and its rows across targets are resampled together); over targets mean ± sd and a
-   Student-t interval; paired bootstrap tests (:func:`mis.metrics.compare_roc`) of each
-   quantized variant against the same targets at full precision, pooled and per target, with
-   Holm's correction over each family (:func:`mis.metrics.holm`).
+4. **Attack** (:mod:`mis.studies.audit.scoring`): per target and variant, LiRA online and
+   offline (Carlini et al. 2022, Eq. 3–4; fixed variance as configured) and offline RMIA
+   (Zarifzadeh et al. 2024) against the full-precision shadows (or the quantized ones), and the
+   loss threshold (Yeom et al. 2018).
+5. **Metrics** (:mod:`mis.studies.audit.analysis`): test accuracy of every target; TPR at the
+   configured FPRs, AUC and log-AUC per target (bootstrap CIs over examples) and pooled over
+   targets (cluster bootstrap: an example and its rows across targets are resampled together);
+   over targets mean ± sd and a Student-t interval; paired bootstrap tests
+   (:func:`mis.metrics.compare_roc`) of each quantized variant against the same targets at full
+   precision, pooled and per target, with Holm's correction over each family
+   (:func:`mis.metrics.holm`).
 6. **Report** (:mod:`mis.studies.audit.report`): ``report.md``, ``results.json``, CSV tables and PNG
    figures.
 
@@ -41,10 +43,10 @@ and ``--out`` gives bit-for-bit the results of an uninterrupted one (on the CPU)
 configuration is written to ``<out>/config.json`` and a different one is refused.
 
 Seeds (:mod:`mis.studies.audit.seeds`): ``derive_seed(seed, purpose, *keys)``
-(:class:`numpy.random.SeedSequence`); purposes 1 keep masks, 2 model initialisation and data order (model index), 3 calibration draw (model),
-4 quantization method seed (model), 5 metric bootstraps, 6 test split, 7 synthetic data,
-8 ROC bands, 9 paired tests; strings (variant, attack) enter as CRC-32 keys.
-"""
+(:class:`numpy.random.SeedSequence`); purposes 1 keep masks, 2 model initialisation and data
+order (model index), 3 calibration draw (model), 4 quantization method seed (model), 5 metric
+bootstraps, 6 test split, 7 synthetic data, 8 ROC bands, 9 paired tests; strings (variant,
+attack) enter as CRC-32 keys. """
 
 from __future__ import annotations
 
@@ -57,7 +59,14 @@ import numpy as np
 
 from mis.exceptions import MisValueError
 from mis.store import RunStore
-from mis.studies._common import TimingLog, check_out_config, derive_seed, job_spec, run_stage, versions
+from mis.studies._common import (
+    TimingLog,
+    check_out_config,
+    derive_seed,
+    job_spec,
+    run_stage,
+    versions,
+)
 from mis.studies.audit.analysis import analyse
 from mis.studies.audit.config import Config
 from mis.studies.audit.data import keep_matrix, load_data

@@ -14,13 +14,12 @@ For every task of the configuration (:mod:`mis.studies.molecular.config`):
    quantizers and keeps the lowest-loss distinct quantized checkpoints with their
    per-sample validation losses (Algorithm 1). The job also stores the predictions of the
    final original and quantized models on the validation part.
-2. **Analysis** (:mod:`mis.studies.molecular.analysis`, recomputed on every call): r_Q per run and quantizer
-   (:func:`~mis.security.rq_batch`) ranked with bootstrap-over-runs intervals
-   (:func:`~mis.security.rank_quantizers`); per run, R² and the Spearman correlation
-   between predictions and labels (Tables 4–5), the Spearman correlation between quantized
-   and original predictions, and the AUROC for classification tasks (Table 3) — each with
-   its mean over runs, a Student-t interval, and its ratio to the original model's
-   (r^val_m of §5.2.1).
+2. **Analysis** (:mod:`mis.studies.molecular.analysis`, recomputed on every call): r_Q per run
+   and quantizer (:func:`~mis.security.rq_batch`) ranked with bootstrap-over-runs intervals
+   (:func:`~mis.security.rank_quantizers`); per run, R² and the Spearman correlation between
+   predictions and labels (Tables 4–5), the Spearman correlation between quantized and original
+   predictions, and the AUROC for classification tasks (Table 3) — each with its mean over runs,
+   a Student-t interval, and its ratio to the original model's (r^val_m of §5.2.1).
 3. **Report** (:mod:`mis.studies.molecular.report`): ``report.md``, ``results.json``, CSV, and the
    privacy–performance plot of Fig. 3/4.
 

@@ -32,9 +32,9 @@ from mis.studies.synthetic.data import (
 )
 from mis.studies.synthetic.model import cross_entropy, flat_params, logits, quantize_flat
 from mis.studies.synthetic.stacked import KeepBestRecorder
+from mis.train.config import TrainConfig
 from mis.train.ensemble import train_ensemble
 from mis.train.models import QuadraticLinear
-from mis.train.config import TrainConfig
 
 __all__ = [
     "DISCRIMINATOR_SUMMARY",

@@ -19,14 +19,14 @@ For every mixture setting (k_modes, σ) of the configuration
    many fresh non-members, with the quantized model's loss on each, go to
    :func:`mis.security.discriminator_mis` (§4.2; train / test split by run; the same split for
    every quantizer of a setting). Jobs: :mod:`mis.studies.synthetic.jobs`.
-3. **Analysis** (:mod:`mis.studies.synthetic.analysis`; cheap, recomputed on every call): r_Q of every run and quantizer
-   (:func:`~mis.security.rq_batch`), the ranking with bootstrap-over-runs intervals
-   (:func:`~mis.security.rank_quantizers`), its stability over subsets of runs (Fig. 1,
-   :func:`~mis.security.rank_stability`), Spearman and Kendall between mean r_Q and the MIS
-   (Fig. 2, :func:`~mis.security.rank_agreement`: bootstrap CIs, exact permutation
-   p-values) and the accuracies (Table 2).
-4. **Report** (:mod:`mis.studies.synthetic.report`): ``report.md``, ``results.json``, CSV tables, PNG
-   plots.
+3. **Analysis** (:mod:`mis.studies.synthetic.analysis`; cheap, recomputed on every call): r_Q of
+   every run and quantizer (:func:`~mis.security.rq_batch`), the ranking with
+   bootstrap-over-runs intervals (:func:`~mis.security.rank_quantizers`), its stability over
+   subsets of runs (Fig. 1, :func:`~mis.security.rank_stability`), Spearman and Kendall between
+   mean r_Q and the MIS (Fig. 2, :func:`~mis.security.rank_agreement`: bootstrap CIs, exact
+   permutation p-values) and the accuracies (Table 2).
+4. **Report** (:mod:`mis.studies.synthetic.report`): ``report.md``, ``results.json``, CSV
+   tables, PNG plots.
 
 Resuming. Jobs write their arrays atomically to the run store ``<out>/store`` and then a
 ``done`` marker (:func:`mis.train.jobs.run_job`); a finished job is skipped. Every random

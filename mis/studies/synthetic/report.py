@@ -283,7 +283,7 @@ def summary_markdown(results) -> str:
 
 def _summary_lines(results) -> list[str]:
     cfg = results["config"]
-    st, d, tr, tj, mc = (cfg[k] for k in ("study", "data", "train", "trajectory", "mis"))
+    st, d, tr = (cfg[k] for k in ("study", "data", "train"))
     qs = results["quantizers"]
     settings = results["settings"]
     t = results["timing"]

@@ -4,7 +4,8 @@ directory and its resumable stages, seeds, and the plain-data summaries of resul
 * :mod:`.config` — :func:`load_toml`, :func:`override_sections`, :func:`sections_dict`;
 * :mod:`.sections` — the ``[trajectory]`` and ``[analysis]`` sections of the r_Q studies;
 * :mod:`.stages` — :func:`derive_seed`, :func:`torch_threads`, :func:`versions`,
-  :func:`check_out_config`, :func:`job_spec`, :func:`run_stage`, :class:`TimingLog`;
+  :func:`check_out_config`, :func:`job_spec`, :func:`local_executor`, :func:`run_stage`,
+  :class:`TimingLog`;
 * :mod:`.summaries` — :func:`interval_dict`, :func:`ranking_summary`,
   :func:`fill_keep_best_padding`, :data:`ORIGINAL`.
 """
@@ -16,6 +17,7 @@ from mis.studies._common.stages import (
     check_out_config,
     derive_seed,
     job_spec,
+    local_executor,
     run_stage,
     torch_threads,
     versions,
@@ -38,6 +40,7 @@ __all__ = [
     "interval_dict",
     "job_spec",
     "load_toml",
+    "local_executor",
     "override_sections",
     "ranking_summary",
     "run_stage",

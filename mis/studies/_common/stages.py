@@ -22,6 +22,7 @@ from mis import __version__
 from mis._progress import progress_bar
 from mis.exceptions import MisValueError
 from mis.store import atomic_write_text
+from mis.train.executors import make_executor
 from mis.train.jobs import JobSpec, job_done, run_job
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "check_out_config",
     "derive_seed",
     "job_spec",
+    "local_executor",
     "run_stage",
     "torch_threads",
     "versions",
@@ -114,6 +116,14 @@ def check_out_config(out, config: dict, what: str = "study", ignore=()) -> str:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(new, indent=2, sort_keys=True) + "\n")
     return str(path.resolve())
+
+
+def local_executor(workers: int):
+    """This process for one worker, else that many spawned processes with one torch thread
+    each (tiny models: two threads per process stall on a busy 2-core machine)."""
+    if workers > 1:
+        return make_executor("process", n_workers=workers, threads_per_worker=1)
+    return make_executor("serial")
 
 
 def job_spec(store, name: str, index: int, config: dict, seed: int = 0) -> JobSpec:

@@ -46,7 +46,7 @@ Seeds (:mod:`mis.studies.audit.seeds`): ``derive_seed(seed, purpose, *keys)``
 (:class:`numpy.random.SeedSequence`); purposes 1 keep masks, 2 model initialisation and data
 order (model index), 3 calibration draw (model), 4 quantization method seed (model), 5 metric
 bootstraps, 6 test split, 7 synthetic data, 8 ROC bands, 9 paired tests; strings (variant,
-attack) enter as CRC-32 keys. """
+attack) enter as CRC-32 keys."""
 
 from __future__ import annotations
 

@@ -37,12 +37,19 @@ from pathlib import Path
 from mis.exceptions import MisValueError
 from mis.quant import quantizer_label
 from mis.store import RunStore
-from mis.studies._common import ORIGINAL, TimingLog, check_out_config, job_spec, run_stage, versions
+from mis.studies._common import (
+    ORIGINAL,
+    TimingLog,
+    check_out_config,
+    job_spec,
+    local_executor,
+    run_stage,
+    versions,
+)
 from mis.studies.molecular.analysis import analyse_task
 from mis.studies.molecular.config import Config
 from mis.studies.molecular.jobs import task_job
 from mis.studies.molecular.report import write_report
-from mis.train.executors import make_executor
 
 __all__ = ["run_molecular"]
 
@@ -88,11 +95,7 @@ def run_molecular(
     cfg_path = check_out_config(out, config.as_dict(), "molecular study")
     store_path = out / "store"
     store = RunStore(store_path)
-    executor = executor or (
-        make_executor("process", n_workers=workers, threads_per_worker=1)
-        if workers > 1
-        else make_executor("serial")
-    )
+    executor = executor or local_executor(workers)
     specs = [
         job_spec(store_path, t.name, i, {"config": cfg_path, "task": i})
         for i, t in enumerate(config.tasks)

@@ -59,6 +59,7 @@ from mis.studies._common import (
     TimingLog,
     check_out_config,
     job_spec,
+    local_executor,
     run_stage,
     versions,
 )
@@ -73,7 +74,6 @@ from mis.studies.synthetic.jobs import (
     train_chunk_job,
 )
 from mis.studies.synthetic.report import write_report
-from mis.train.executors import make_executor
 
 __all__ = ["STAGES", "run_synthetic"]
 
@@ -126,11 +126,7 @@ def run_synthetic(
     store_path = out / "store"
     RunStore(store_path)  # create
     workers = config.study.workers
-    executor = executor or (
-        make_executor("process", n_workers=workers, threads_per_worker=1)
-        if workers > 1
-        else make_executor("serial")
-    )
+    executor = executor or local_executor(workers)
     settings = config.settings()
     timing: dict[str, float] = {}
     timing_log = TimingLog(out)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mis._validation import string
+from mis._validation import positive_int, string
 
 __all__ = [
     "MLP",
@@ -170,18 +170,21 @@ class _Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    """CIFAR-style ResNet: 3×3 stem (64), four stages, global average pooling, linear head."""
+    """CIFAR-style ResNet: 3×3 stem (``width``), four stages of ``width``·(1, 2, 4, 8) planes,
+    global average pooling, linear head. ``width=64`` is the published network; a smaller
+    width keeps the topology (toy sizes for CPU smoke tests)."""
 
-    def __init__(self, block, num_blocks, n_classes=10, in_channels=3):
+    def __init__(self, block, num_blocks, n_classes=10, in_channels=3, width=64):
         super().__init__()
-        self.in_planes = 64
-        self.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.layer1 = self._stage(block, 64, num_blocks[0], 1)
-        self.layer2 = self._stage(block, 128, num_blocks[1], 2)
-        self.layer3 = self._stage(block, 256, num_blocks[2], 2)
-        self.layer4 = self._stage(block, 512, num_blocks[3], 2)
-        self.linear = nn.Linear(512 * block.expansion, n_classes)
+        w = positive_int(width, "width")
+        self.in_planes = w
+        self.conv1 = nn.Conv2d(in_channels, w, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(w)
+        self.layer1 = self._stage(block, w, num_blocks[0], 1)
+        self.layer2 = self._stage(block, 2 * w, num_blocks[1], 2)
+        self.layer3 = self._stage(block, 4 * w, num_blocks[2], 2)
+        self.layer4 = self._stage(block, 8 * w, num_blocks[3], 2)
+        self.linear = nn.Linear(8 * w * block.expansion, n_classes)
 
     def _stage(self, block, planes, n, stride):
         layers = []
@@ -197,14 +200,19 @@ class ResNet(nn.Module):
         return self.linear(out)
 
 
-def resnet18(n_classes: int = 10, in_channels: int = 3) -> ResNet:
-    """CIFAR ResNet-18 (BasicBlock × (2, 2, 2, 2)); 11,173,962 parameters for 10 classes."""
-    return ResNet(_BasicBlock, (2, 2, 2, 2), n_classes, in_channels)
+def resnet18(n_classes: int = 10, in_channels: int = 3, width: int = 64) -> ResNet:
+    """CIFAR ResNet-18 (BasicBlock × (2, 2, 2, 2)); 11,173,962 parameters for 10 classes.
+
+    ``width`` (default 64, the published network) sets the planes of the stem and of the
+    four stages, ``width``·(1, 2, 4, 8); e.g. ``width=8`` is the same topology at toy size.
+    """
+    return ResNet(_BasicBlock, (2, 2, 2, 2), n_classes, in_channels, width)
 
 
-def resnet50(n_classes: int = 10, in_channels: int = 3) -> ResNet:
-    """CIFAR ResNet-50 (Bottleneck × (3, 4, 6, 3)); 23,520,842 parameters for 10 classes."""
-    return ResNet(_Bottleneck, (3, 4, 6, 3), n_classes, in_channels)
+def resnet50(n_classes: int = 10, in_channels: int = 3, width: int = 64) -> ResNet:
+    """CIFAR ResNet-50 (Bottleneck × (3, 4, 6, 3)); 23,520,842 parameters for 10 classes
+    (``width`` as for :func:`resnet18`)."""
+    return ResNet(_Bottleneck, (3, 4, 6, 3), n_classes, in_channels, width)
 
 
 # ------------------------------------------------------------------------------------------

@@ -190,10 +190,16 @@ class _StackedOptimizer:
         first = self.steps == 0
         self.steps += active
         uniform = all_active and (self.steps == self.steps[0]).all()
+        # per-model masks copied to the device once per step, not once per parameter (on CUDA
+        # every blocking host-to-device copy waits for the queued kernels)
+        dev = next(iter(params.values())).device
+        active_t = None if all_active else torch.as_tensor(active, device=dev)
+        first_t = torch.as_tensor(first, device=dev) if first.any() else None
+        per_model = {}  # Adam's per-model step sizes, per dtype
         for n, p in params.items():
             g = grads[n]
             st = self.state[n]
-            mask = None if all_active else _bview(torch.as_tensor(active, device=p.device), p)
+            mask = None if active_t is None else _bview(active_t, p)
             if c.weight_decay:
                 g = g.add(p, alpha=c.weight_decay)
             if c.optimizer == "sgd":
@@ -201,8 +207,10 @@ class _StackedOptimizer:
                 if c.momentum > 0:
                     if first.all() and all_active:
                         buf = g.clone()
+                    elif first_t is None:  # no model takes its first step: where(False, ...)
+                        buf = st["buf"].mul(c.momentum).add_(g)
                     else:
-                        fresh = _bview(torch.as_tensor(first, device=p.device), p)
+                        fresh = _bview(first_t, p)
                         buf = torch.where(fresh, g, st["buf"].mul(c.momentum).add_(g))
                     st["buf"] = buf if mask is None else torch.where(mask, buf, st["buf"])
                     d = g.add(buf, alpha=c.momentum) if c.nesterov else buf
@@ -217,11 +225,12 @@ class _StackedOptimizer:
                     denom = (v.sqrt() / math.sqrt(bc2)).add_(c.eps)
                     new = p.addcdiv(m, denom, value=-(lr / bc1))
                 else:
-                    t = np.maximum(self.steps, 1).astype(np.float64)
-                    bc1 = 1 - b1**t
-                    bc2s = np.sqrt(1 - b2**t)
-                    step_size = _bview(torch.as_tensor(lr / bc1, dtype=p.dtype, device=p.device), p)
-                    bc2t = _bview(torch.as_tensor(bc2s, dtype=p.dtype, device=p.device), p)
+                    if p.dtype not in per_model:
+                        t = np.maximum(self.steps, 1).astype(np.float64)
+                        both = np.stack([lr / (1 - b1**t), np.sqrt(1 - b2**t)])
+                        per_model[p.dtype] = torch.as_tensor(both, dtype=p.dtype, device=dev)
+                    step_size = _bview(per_model[p.dtype][0], p)
+                    bc2t = _bview(per_model[p.dtype][1], p)
                     denom = (v.sqrt() / bc2t).add_(c.eps)
                     new = p - step_size * (m / denom)
                 if mask is not None:
@@ -436,6 +445,8 @@ def _epoch_batches(x, y, sub_pad, sizes, config, gens, device, use_fast):
                 flip[i, s, : len(b.pos)] = b.flip
                 off[i, s, : len(b.pos)] = b.offsets
     pos = pos.to(device)
+    if config.augment:  # one copy per epoch (see _StackedOptimizer.step)
+        flip, off = flip.to(device), off.to(device)
     valid = pos >= 0
     idx = sub_pad.gather(1, pos.clamp_min(0).view(k, -1)).view(k, n_steps, width)
     active = valid.any(2).cpu().numpy()  # (K, n_steps)

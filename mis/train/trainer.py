@@ -157,8 +157,8 @@ def train_model(
             lr = lr_at(config, epoch)
             for group in opt.param_groups:
                 group["lr"] = lr
-            for batch in epoch_plan(len(sub), config, gen):
-                idx = sub_dev[batch.pos.to(device)]
+            for batch in _on_device(epoch_plan(len(sub), config, gen), device):
+                idx = sub_dev[batch.pos]
                 xb, yb = x[idx], y[idx]
                 if config.augment:
                     xb = _augment(xb, batch, config.padding)
@@ -182,3 +182,21 @@ def train_model(
 
 def _augment(xb, batch: Batch, padding: int):
     return random_flip_crop(xb, batch.flip, batch.offsets, padding)
+
+
+def _on_device(plan: list[Batch], device: torch.device) -> list[Batch]:
+    """The epoch's batches on ``device``, copied once per epoch rather than once per step.
+
+    On CUDA a blocking host-to-device copy waits for every kernel queued before it, so a
+    copy per step (positions, flips, offsets) would stop the host from running ahead of the
+    device. The batches are the same tensors, only moved.
+    """
+    if not plan:
+        return plan
+    sizes = [len(b.pos) for b in plan]
+    pos = torch.cat([b.pos for b in plan]).to(device).split(sizes)
+    if plan[0].flip is None:
+        return [Batch(p) for p in pos]
+    flip = torch.cat([b.flip for b in plan]).to(device).split(sizes)
+    off = torch.cat([b.offsets for b in plan]).to(device).split(sizes)
+    return [Batch(*t) for t in zip(pos, flip, off, strict=True)]

@@ -53,7 +53,10 @@ Usage::
     python benchmarks/device_check.py --parts 2,4                   # some parts only
 
 The script imports ``mis`` from the repository it lives in (no installation needed), so it
-runs on a machine that has PyTorch and the package's dependencies but not the package.
+runs on a machine that has PyTorch and the package's dependencies but not the package. The
+part limits add up to 480 s (``--budget-scale`` multiplies them); give the whole command an
+outer timeout of about 560 s. ``table.md`` and ``results.json`` are rewritten after every
+part, so a run stopped from outside still leaves the parts it finished.
 """
 
 from __future__ import annotations
@@ -205,7 +208,8 @@ def format_table(rows: list[dict]) -> str:
     lines = ["| part | check | result | status |", "| --- | --- | --- | --- |"]
     for r in rows:
         cells = [r["part"], r["item"], r["value"], r["status"]]
-        lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
+        text = (" ".join(str(c).replace("|", "/").split()) for c in cells)  # one line each
+        lines.append("| " + " | ".join(text) + " |")
     return "\n".join(lines)
 
 

@@ -107,14 +107,15 @@ def test_exit_code_statuses_and_table():
         DC.row("2", "ratio", "1.5× (goal ≥ 3×)", "below goal"),
         DC.row("1", "a | b", "x", "ok"),
         DC.row("2c", "compile", "timed out", "warn"),
-        DC.row("3", "k", "v", "info"),
+        DC.row("3", "k", "Traceback:\n  line 1", "info"),
     ]
     assert DC.exit_code(rows) == 0
     assert DC.exit_code(rows, strict=True) == 1
     assert DC.exit_code([*rows, DC.row("4", "OBC", "off grid", "FAIL")]) == 1
     table = DC.format_table(rows).splitlines()
     assert [line.split("|")[1].strip() for line in table[2:]] == ["1", "2", "2c", "3"]
-    assert "a / b" in table[2]  # a cell's '|' cannot break the table
+    assert "a / b" in table[2]  # a cell's '|' or newline cannot break the table
+    assert len(table) == 2 + len(rows) and "Traceback: line 1" in table[-1]
     with pytest.raises(ValueError, match="status"):
         DC.row("1", "x", "y", "passed")
 

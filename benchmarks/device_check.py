@@ -844,7 +844,7 @@ def run_child(part, args, budget: float, work: Path, rows_file: Path, log) -> li
 
 
 def _meta() -> dict:
-    meta = {"torch": torch.__version__, "python": sys.version.split()[0]}
+    meta = {"torch": torch.__version__, "numpy": np.__version__, "python": sys.version.split()[0]}
     if torch.cuda.is_available():
         p = torch.cuda.get_device_properties(0)
         meta.update(device=p.name, memory_gb=round(p.total_memory / 2**30, 1),

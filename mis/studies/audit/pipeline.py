@@ -64,6 +64,7 @@ from mis.studies._common import (
     check_out_config,
     derive_seed,
     job_spec,
+    locked_output,
     run_stage,
     versions,
 )
@@ -89,6 +90,7 @@ PAPER = (
 STAGES = ("train", "quantize", "attack")
 
 
+@locked_output
 def run_audit(
     config: Config,
     out,

@@ -43,6 +43,7 @@ from mis.studies._common import (
     check_out_config,
     job_spec,
     local_executor,
+    locked_output,
     run_stage,
     versions,
 )
@@ -56,6 +57,7 @@ __all__ = ["run_molecular"]
 log = logging.getLogger(__name__)
 
 
+@locked_output
 def run_molecular(
     config: Config,
     out,

@@ -60,6 +60,7 @@ from mis.studies._common import (
     check_out_config,
     job_spec,
     local_executor,
+    locked_output,
     run_stage,
     versions,
 )
@@ -83,6 +84,7 @@ log = logging.getLogger(__name__)
 STAGES = ("train", "mis")
 
 
+@locked_output
 def run_synthetic(
     config: Config,
     out,

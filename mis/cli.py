@@ -78,7 +78,15 @@ def _int_at_least(low: int):
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {low}; got {text!r}") from None
+            try:  # 1e6 is an integer too
+                f = float(text)
+                value = int(f) if f.is_integer() else None
+            except (ValueError, OverflowError):
+                value = None
+            if value is None:
+                raise argparse.ArgumentTypeError(
+                    f"must be an integer >= {low}; got {text!r}"
+                ) from None
         if value < low:
             raise argparse.ArgumentTypeError(f"must be an integer >= {low}; got {value}")
         return value
@@ -119,8 +127,11 @@ def _out_dir(text: str) -> str:
         raise argparse.ArgumentTypeError(
             "must be a directory name; '' would write into the current directory"
         )
-    if Path(text).exists() and not Path(text).is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r} exists and is not a directory")
+    p = Path(text).expanduser().absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if not p.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r}: {p} exists and is not a directory")
     return text
 
 
@@ -230,7 +241,8 @@ def _executor(args):
     if args.executor is None:
         given = [o for o, v in (("--scheduler", args.scheduler), ("--gpu", args.gpu)) if v]
         if given:
-            raise MisValueError(f"{' and '.join(given)} need --executor dask")
+            verb = "needs" if len(given) == 1 else "need"
+            raise MisValueError(f"{' and '.join(given)} {verb} --executor dask")
         return None
     extra = {} if args.torch_threads is None else {"torch_threads": args.torch_threads}
     return make_executor(
@@ -591,10 +603,13 @@ def _signals_and_warnings():
             signal.signal(signal.SIGTERM, previous)
 
 
-def _one_line(exc: BaseException) -> str:
-    """An exception as one line: its message (whitespace collapsed) and notes."""
+def _one_line(exc: BaseException, out=None) -> str:
+    """An exception as one line: its message (whitespace collapsed) and notes; an OS error
+    without a file name names the output directory ``out`` (where it was writing)."""
     if isinstance(exc, OSError) and exc.strerror:
         where = exc.filename if exc.filename is not None else ""
+        if not where and out is not None:
+            where = f"writing into {out}"
         text = f"{exc.strerror}: {where}" if where else exc.strerror
         if exc.errno == errno.ENOSPC:
             text += " (free some space and re-run: finished jobs are kept and resume)"
@@ -659,7 +674,8 @@ def main(argv=None) -> int:
                 if isinstance(exc, (MisValueError, OSError, OutputLockedError))
                 else (f"{type(exc).__name__}: ")
             )
-            print(f"{prefix}: error: {kind}{_one_line(exc)}{hint}", file=sys.stderr)
+            text = _one_line(exc, getattr(args, "out", None))
+            print(f"{prefix}: error: {kind}{text}{hint}", file=sys.stderr)
             return exit_status(exc)
 
 

@@ -5,8 +5,8 @@
   :meth:`RunStore.inspect` and :meth:`RunStore.repair` found;
 * :func:`atomic_write`, :func:`atomic_write_text` — write any file atomically
   (temporary file, fsync, rename); :func:`read_only_outputs` (skip them under a
-  read-only directory); :func:`sha256_file`; :func:`drop_invalid_entries` (repair a
-  manifest the store refuses to open);
+  read-only directory); :func:`sha256_file`; :func:`invalid_entries` and
+  :func:`drop_invalid_entries` (find, repair what makes a store refuse to open);
 * :func:`import_lira_reference` — read the directory layout of the reference LiRA code
   (tensorflow/privacy ``research/mi_lira_2021``) into a store.
 """
@@ -20,6 +20,7 @@ from mis.store._run_store import (
     atomic_write,
     atomic_write_text,
     drop_invalid_entries,
+    invalid_entries,
     read_only_outputs,
     sha256_file,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "atomic_write_text",
     "drop_invalid_entries",
     "import_lira_reference",
+    "invalid_entries",
     "read_only_outputs",
     "sha256_file",
 ]

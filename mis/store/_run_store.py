@@ -67,6 +67,7 @@ __all__ = [
     "atomic_write",
     "atomic_write_text",
     "drop_invalid_entries",
+    "invalid_entries",
     "read_only_outputs",
     "sha256_file",
 ]
@@ -321,7 +322,13 @@ class RunStore:
         self._verified: dict[tuple[str, str], tuple[int, int, int, int]] = {}
         manifest_data = self._read_manifest()
         for name, entry in manifest_data["arrays"].items():
-            self._file(name, entry)
+            try:
+                self._file(name, entry)
+            except StoreCorruptError as exc:
+                raise StoreCorruptError(
+                    f"{exc}; the store refuses to open (`mis verify <out> --repair` drops "
+                    "such entries)"
+                ) from None
 
     # -- manifest ---------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -484,7 +491,7 @@ class RunStore:
             except KeyError:
                 out[name] = f"{name!r} is not listed in {self.path / MANIFEST}"
             except StoreCorruptError as exc:
-                out[name] = str(exc)
+                out[name] = str(exc).replace(f"; {_REPAIR_HINT}", "")
             else:
                 out[name] = None
         return out
@@ -548,7 +555,7 @@ class RunStore:
         """
         paths = self.orphans() if paths is None else list(paths)
         for p in paths:
-            self._inside(p, "orphan")
+            self._inside(p.parent, "orphan")  # a link itself is removed, never its target
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p, ignore_errors=True)
             else:
@@ -736,24 +743,42 @@ class RunStore:
         return f"RunStore({str(self.path)!r}, arrays={len(self.names())})"
 
 
-def drop_invalid_entries(path) -> list[tuple[str, str]]:
-    """Remove from the manifest of the store at ``path`` every entry that makes the store
-    refuse to open (malformed, a file other than ``<name>.npy``, a path leaving the store);
-    return ``(name, why)`` for each. Their files are not touched. For ``mis verify --repair``.
-    """
+def _unopened(path) -> RunStore:
     store = RunStore.__new__(RunStore)
     store.path = Path(path)
     store._root = store.path.resolve()
     store._verified = {}
-    dropped = []
+    return store
+
+
+def _invalid(store: RunStore, manifest) -> list[tuple[str, str]]:
+    bad = []
+    for name, entry in manifest["arrays"].items():
+        try:
+            store._file(name, entry)
+        except StoreCorruptError as exc:
+            bad.append((name, str(exc)))
+    return bad
+
+
+def invalid_entries(path) -> list[tuple[str, str]]:
+    """``(name, why)`` of every entry of the manifest of the store at ``path`` that makes the
+    store refuse to open (malformed, a file other than ``<name>.npy``, a path leaving the
+    store). Reads only."""
+    store = _unopened(path)
+    return _invalid(store, store._read_manifest())
+
+
+def drop_invalid_entries(path) -> list[tuple[str, str]]:
+    """Remove the :func:`invalid_entries` from the manifest of the store at ``path``; return
+    them. Their files are not touched. For ``mis verify --repair``.
+    """
+    store = _unopened(path)
     with store._locked():
         manifest = store._read_manifest()
-        for name, entry in list(manifest["arrays"].items()):
-            try:
-                store._file(name, entry)
-            except StoreCorruptError as exc:
-                dropped.append((name, str(exc)))
-                del manifest["arrays"][name]
+        dropped = _invalid(store, manifest)
+        for name, _ in dropped:
+            del manifest["arrays"][name]
         if dropped:
             store._write_manifest(manifest)
     return dropped

@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import shutil
 import time
 import uuid
 import warnings
@@ -257,17 +258,29 @@ class DaskExecutor:
         self._owned: list = []  # (client, cluster) started by __enter__, closed by close()
 
     # -- connection -------------------------------------------------------------------------
-    def _connect(self):
-        """A fresh ``(client, cluster_or_None)``; the cluster is None unless started here."""
+    def _connect(self, local_dir: Path | None = None):
+        """A fresh ``(client, cluster_or_None)``; the cluster is None unless started here.
+
+        ``local_dir``: where a local cluster's scheduler and workers keep their scratch files
+        (default Dask's, the system's temporary directory).
+        """
         distributed = _import_distributed()
         if self.scheduler is None:
             kwargs = {"dashboard_address": ":0", "processes": True, **self.cluster_kwargs}
-            cluster = distributed.LocalCluster(
-                n_workers=self.n_workers,
-                threads_per_worker=self.threads_per_worker or 1,
-                scheduler_kwargs={"allowed_failures": self.allowed_failures},
-                **kwargs,
-            )
+            where = contextlib.nullcontext()
+            if local_dir is not None and "local_directory" not in kwargs:
+                local_dir.mkdir(parents=True, exist_ok=True)
+                kwargs["local_directory"] = str(local_dir)
+                import dask  # installed with dask.distributed (the optional extra mis[dask])
+
+                where = dask.config.set({"temporary-directory": str(local_dir)})
+            with where:
+                cluster = distributed.LocalCluster(
+                    n_workers=self.n_workers,
+                    threads_per_worker=self.threads_per_worker or 1,
+                    scheduler_kwargs={"allowed_failures": self.allowed_failures},
+                    **kwargs,
+                )
             try:
                 return distributed.Client(cluster, set_as_default=False), cluster
             except BaseException:
@@ -297,17 +310,19 @@ class DaskExecutor:
             ) from None
 
     @contextlib.contextmanager
-    def _session(self) -> Iterator[Any]:
+    def _session(self, local_dir: Path | None = None) -> Iterator[Any]:
         if self._client is not None:
             yield self._client
             return
-        client, cluster = self._connect()
+        client, cluster = self._connect(local_dir)
         try:
             yield client
         finally:
             client.close()
             if cluster is not None:
                 cluster.close()
+                if local_dir is not None:
+                    shutil.rmtree(local_dir, ignore_errors=True)
 
     @property
     def client(self):
@@ -418,7 +433,10 @@ class DaskExecutor:
         label = _job_label(fn)
         token = uuid.uuid4().hex[:8]
         nxt = 0
-        with self._session() as client:
+        stores = [Path(items[i].store) for i in todo if isinstance(items[i], JobSpec)]
+        # a local cluster started for these jobs keeps its scratch files in the run store
+        local_dir = stores[0] / ".scratch" / f"dask-{token}" if stores else None
+        with self._session(local_dir) as client:
             self._check_resources(client)
             self._check_shared_store(client, [items[i] for i in todo])
             futures = client.map(

@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from mis import __version__
 from mis._progress import progress_bar
@@ -359,6 +360,10 @@ def _plain_warning(message, category, filename, lineno, line=None) -> str:
 def _init_worker(threads: int, parent_pid: int | None = None) -> None:
     torch.set_num_threads(threads)
     warnings.formatwarning = _plain_warning
+    # progress bars of a worker need no lock shared across processes; tqdm's default would be
+    # a multiprocessing lock, which a worker killed with its parent leaves registered
+    # (the resource tracker then warns about a "leaked semaphore")
+    tqdm.set_lock(threading.RLock())
     # a signal sent to the parent's process group (Ctrl-C) is the parent's to handle: it
     # stops the pool (and kills the workers) on every exit path
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -423,10 +428,14 @@ class ProcessExecutor:
             initargs=(self.threads, os.getpid()),
         )
         try:
-            yield from pool.map(fn, iterable)
+            # submitted one by one (not pool.map, whose iterator cancels the pending futures
+            # when it is interrupted, which races with the pool failing them itself)
+            futures = [pool.submit(fn, item) for item in iterable]
+            for future in futures:
+                yield future.result()
         except BaseException:  # an error, an interrupt, or the generator closed early
-            _kill_workers(pool)
-            pool.shutdown(wait=True, cancel_futures=True)
+            _kill_workers(pool)  # the pool then fails every pending job, its thread ends
+            pool.shutdown(wait=True)
             raise
         pool.shutdown(wait=True)
 

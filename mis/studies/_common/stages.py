@@ -39,6 +39,7 @@ from mis.store import (
     RunStore,
     atomic_write_text,
     drop_invalid_entries,
+    invalid_entries,
     read_only_outputs,
 )
 from mis.train.executors import make_executor
@@ -321,7 +322,8 @@ def check_out_config(out, config: dict, what: str = "study", ignore=()) -> str:
         except (ValueError, UnicodeDecodeError) as exc:
             raise StoreCorruptError(
                 f"{path} is not valid JSON ({exc}); it records the configuration of the "
-                f"results in {out}: restore it, or delete {out} to start fresh"
+                f"results in {out}: `mis verify {out} --repair` rewrites it from the run store; "
+                f"or delete {out} to start fresh"
             ) from None
         if old != new:
             raise ConfigMismatchError(_mismatch(out, what, old, __version__, new, "config.json"))
@@ -427,14 +429,17 @@ def verify_output(out, *, repair: bool = False, verify: bool = True) -> OutputRe
             except (ValueError, UnicodeDecodeError) as exc:
                 cfg_bad = True
                 lines.append(f"config: {cfg_path} is not valid JSON ({exc})")
-        try:
-            store = RunStore(store_dir, create=False)
-        except StoreCorruptError as exc:
-            if not repair or "entry" not in str(exc):
-                raise
-            for _name, why in drop_invalid_entries(store_dir):
-                lines.append(f"invalid entry (dropped): {why}")
-            store = RunStore(store_dir, create=False)
+        invalid = invalid_entries(store_dir)
+        if invalid and not repair:
+            lines.extend(f"invalid entry: {why}" for _, why in invalid)
+            summary = (
+                f"{out}: the run store refuses to open ({len(invalid)} invalid manifest "
+                f"entr{'y' if len(invalid) == 1 else 'ies'}); run `mis verify {out} --repair`"
+            )
+            return OutputReport(path=out, lines=tuple(lines), ok=False, summary=summary)
+        for _name, why in drop_invalid_entries(store_dir) if invalid else ():
+            lines.append(f"invalid entry (dropped): {why}")
+        store = RunStore(store_dir, create=False)
         report = store.inspect(verify=verify)
         for msg in report.damaged.values():
             lines.append(f"damaged: {msg}")

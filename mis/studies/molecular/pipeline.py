@@ -41,9 +41,11 @@ from mis.studies._common import (
     ORIGINAL,
     TimingLog,
     check_out_config,
+    check_resources,
     job_spec,
     local_executor,
     locked_output,
+    molecular_footprint,
     run_stage,
     versions,
 )
@@ -93,6 +95,7 @@ def run_molecular(
         raise MisValueError(
             f"config must be a mis.studies.molecular.Config; got {type(config).__name__}"
         )
+    check_resources("the molecular study", out=out, **molecular_footprint(config))
     out = Path(out)
     cfg_path = check_out_config(out, config.as_dict(), "molecular study")
     store_path = out / "store"

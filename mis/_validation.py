@@ -47,9 +47,30 @@ def draw_seed(rng) -> np.uint64:
     return np.uint64(as_generator(rng).integers(0, 2**63, dtype=np.int64))
 
 
+def as_array(x, name: str) -> np.ndarray:
+    """``numpy.asarray(x)``; a ragged nested sequence raises a ``MisValueError`` naming ``name``."""
+    try:
+        return np.asarray(x)
+    except (ValueError, TypeError) as exc:
+        raise MisValueError(
+            f"{name} must be an array of numbers; got {type(x).__name__} ({exc})"
+        ) from None
+
+
+def real_array(x, name: str, ndim: int | None = None) -> np.ndarray:
+    """``x`` as a float64 array of real numbers (NaN and inf allowed), of ``ndim`` dimensions
+    when given."""
+    arr = as_array(x, name)
+    if not _is_real_dtype(arr.dtype):
+        raise MisValueError(f"{name} must be real numbers; got {x!r:.60} (dtype {arr.dtype})")
+    if ndim is not None and arr.ndim != ndim:
+        raise MisValueError(f"{name} must be {ndim}-D; got an array of shape {arr.shape}")
+    return arr.astype(np.float64)
+
+
 def finite_1d(x, name: str) -> np.ndarray:
     """Return ``x`` as a contiguous 1-D float64 array with no NaN or inf."""
-    arr = np.asarray(x)
+    arr = as_array(x, name)
     if arr.ndim != 1:
         raise MisValueError(f"{name} must be 1-D; got an array of shape {arr.shape}")
     if arr.size == 0:
@@ -69,7 +90,7 @@ def finite_1d(x, name: str) -> np.ndarray:
 
 def binary_labels(y, name: str = "labels", n: int | None = None) -> np.ndarray:
     """Return ``y`` as a uint8 array of 0/1 (1 = member), checking values and length."""
-    arr = np.asarray(y)
+    arr = as_array(y, name)
     if arr.ndim != 1:
         raise MisValueError(f"{name} must be 1-D; got an array of shape {arr.shape}")
     if n is not None and arr.shape[0] != n:
@@ -102,10 +123,7 @@ def probability_in_open_unit(x, name: str) -> np.ndarray:
     """Return ``x`` as a 1-D float64 array with every value in (0, 1)."""
     if isinstance(x, (str, bytes)):
         raise MisValueError(f"{name} must be a number or a 1-D sequence of numbers; got {x!r}")
-    try:
-        raw = np.asarray(x)
-    except ValueError:  # a ragged nested sequence
-        raise MisValueError(f"{name} must be a number or a 1-D sequence; got {x!r}") from None
+    raw = as_array(x, name)
     if not _is_real_dtype(raw.dtype) or raw.dtype == bool:
         raise MisValueError(
             f"{name} must be a number or a 1-D sequence of numbers; got {x!r} (dtype {raw.dtype})"
@@ -120,9 +138,14 @@ def probability_in_open_unit(x, name: str) -> np.ndarray:
 
 
 def choice(value, name: str, allowed) -> None:
-    """Raise unless ``value`` is one of ``allowed``."""
-    if value not in allowed:
-        raise MisValueError(f"{name} must be one of {list(allowed)}; got {value!r}")
+    """Raise unless ``value`` is one of ``allowed`` (compared as plain values: an array or
+    another unhashable object is never one of them)."""
+    try:
+        ok = not isinstance(value, np.ndarray) and hash(value) is not None and value in allowed
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise MisValueError(f"{name} must be one of {list(allowed)}; got {value!r:.60}")
 
 
 # ------------------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ import numpy as np
 import torch
 
 from mis import __version__, metrics
+from mis._validation import check_memory
 from mis.exceptions import (
     MisValueError,
     OutputLockedError,
@@ -387,6 +388,8 @@ def cmd_roc(args) -> int:
     """``mis roc``: ROC metrics with bootstrap CIs of stored scores."""
     scores = load_npy(args.scores, "scores")
     labels = load_npy(args.labels, "labels")
+    # sorted copies, ranks and per-resample counts: about ten float64 arrays of the scores
+    check_memory(80 * scores.size, f"ROC metrics of {scores.size:,} scores")
     res = metrics.bootstrap_roc(
         scores,
         labels,

@@ -39,6 +39,7 @@ from mis._validation import (
     positive_int,
     probability,
     probability_in_open_unit,
+    real_array,
     scores_and_labels,
 )
 from mis.exceptions import MisValueError, ResourceLimitError, UndefinedMetricWarning
@@ -825,7 +826,7 @@ def t_interval(values, confidence_level: float = 0.95) -> dict:
         the value and ``sd``, ``low``, ``high`` are NaN.
     """
     probability(confidence_level, "confidence_level")
-    v = np.asarray(values, dtype=np.float64)
+    v = real_array(values, "values").ravel()
     v = v[np.isfinite(v)]
     n = int(v.size)
     if n == 0:
@@ -870,7 +871,11 @@ def holm(pvalues, alpha: float) -> tuple[np.ndarray, np.ndarray]:
         Whether each hypothesis is rejected at family-wise level ``alpha``.
     """
     probability(alpha, "alpha")
-    p = np.asarray(pvalues, dtype=np.float64)
+    p = real_array(pvalues, "pvalues", ndim=1)
+    if ((p < 0) | (p > 1)).any():
+        raise MisValueError(
+            f"pvalues must lie in [0, 1] (or be NaN); got {p[(p < 0) | (p > 1)][:3]}"
+        )
     adj = np.full(p.shape, np.nan)
     rej = np.zeros(p.shape, dtype=bool)
     ok = np.flatnonzero(np.isfinite(p))

@@ -490,8 +490,10 @@ def test_study_ceilings_are_checked_before_anything_is_written(tmp_path):
 
 def test_check_resources_memory_and_disk(tmp_path, monkeypatch):
     monkeypatch.setattr(limits, "available_memory", lambda: 1 << 30)
-    with pytest.raises(ResourceLimitError, match=r"4\.0 GiB of memory \(2\.0 GiB per job × 2"):
+    monkeypatch.setattr(limits, "WORKER_BASE", 1 << 30)
+    with pytest.raises(ResourceLimitError, match=r"6\.0 GiB of memory \(3\.0 GiB per worker × 2"):
         check_resources("x", memory=2 << 30, workers=2)
+    check_resources("x", memory=1 << 29, workers=1)  # in this process: no worker overhead
     monkeypatch.setattr(limits, "_free_disk", lambda out: 1 << 20)
     with pytest.raises(ResourceLimitError, match=r"1\.0 MiB free"):
         check_resources("x", disk=1 << 30, out=tmp_path)
@@ -711,6 +713,58 @@ def test_estimator_arguments_fail_with_the_parameter_named():
     for call, match in cases:
         with pytest.raises(MisValueError, match=match):
             call()
+
+
+def test_more_bad_arguments_name_the_parameter(tmp_path):
+    s = np.linspace(0, 1, 40)
+    y = (np.arange(40) % 2).astype(int)
+    store = RunStore(tmp_path / "run")
+    store.save("ok", np.zeros(2))
+    cases = [
+        (lambda: metrics.tpr_at_fpr(s, y, 0.1, compat=np.array([1, 2])), "compat must be one of"),
+        (lambda: metrics.bootstrap_roc(s, y, method=[]), "method must be one of"),
+        (lambda: metrics.roc_auc([[1.0, 2.0], [3.0]], [0, 1]), "scores must be an array"),
+        (lambda: metrics.holm("x", 0.05), "pvalues must be real numbers"),
+        (lambda: metrics.holm([0.1, 1.5], 0.05), r"pvalues must lie in \[0, 1\]"),
+        (lambda: metrics.t_interval({}), "values must be real numbers"),
+        (lambda: rq([[1.0, 2.0], [3.0]]), "val_losses must be an array"),
+        (lambda: rank_quantizers(np.ones((4, 3)), names=-1), "names must be a sequence"),
+        (lambda: rank_quantizers(np.ones((4, 3)), confidence_level=None), "confidence_level"),
+        (lambda: store.load(["ok"]), "name must be a string"),
+        (lambda: jobs.gather(store, 3, "x"), "names must be a list"),
+        (lambda: RunStore("a\x00b"), "path must be a non-empty path"),
+    ]
+    for call, match in cases:
+        with pytest.raises(MisValueError, match=match):
+            call()
+
+
+def test_a_file_that_does_not_hold_its_recorded_shape_is_refused(tmp_path):
+    store = RunStore(tmp_path / "run")
+    store.save("a", np.zeros((2, 3)))
+    m = json.loads((store.path / "manifest.json").read_text())
+    m["arrays"]["a"]["shape"] = [3, 2]
+    (store.path / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(StoreCorruptError, match=r"shape \[2, 3\].*records \[3, 2\]"):
+        RunStore(store.path).load("a")
+
+
+def test_temporary_files_of_a_killed_run_are_removed_on_resume(tmp_path):
+    out = tmp_path / "out"
+    check_out_config(out, {"a": {"b": 1}})
+    (out / ".report.md.x1y2.tmp").write_text("partial")
+    (out / "analysis").mkdir()
+    (out / "analysis" / ".fp.json.a1.tmp").write_text("partial")
+    (out / "store" / ".manifest.json.zz.tmp").write_text("partial")
+    (out / "store" / "stray.npy").write_bytes(b"x")
+
+    @locked_output
+    def resume():
+        check_out_config(out, {"a": {"b": 1}})
+
+    resume()
+    left = sorted(p.name for p in out.rglob("*") if p.is_file())
+    assert left == [".manifest.lock", ".mis.lock", "config.json", "manifest.json"]
 
 
 def test_masked_arrays_are_refused_by_the_store(tmp_path):

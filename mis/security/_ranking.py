@@ -83,8 +83,8 @@ def _check_ranking_input(rq_values, names) -> None:
             f"{i} ({int((arr < 0).sum())} negative values)"
         )
     if names is not None:
-        if isinstance(names, (str, bytes)):
-            raise MisValueError(f"names must be a sequence of strings; got {names!r}")
+        if isinstance(names, (str, bytes)) or not hasattr(names, "__iter__"):
+            raise MisValueError(f"names must be a sequence of strings; got {names!r:.60}")
         names = list(names)
         bad = [n for n in names if not isinstance(n, str)]
         if bad:
@@ -352,7 +352,7 @@ def rank_quantizers(
         NaN when Δ̂ is infinite); the order is called significant when the
         interval's lower bound is above 0.
     """
-    _check_common(statistic, inf_policy, confidence_level)
+    _check_common(statistic, inf_policy, probability(confidence_level, "confidence_level"))
     v = _check_values(rq_values, "rq_values")
     _check_ranking_input(v, names)
     n_runs, n_q = v.shape

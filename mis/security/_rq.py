@@ -42,7 +42,7 @@ import numpy as np
 
 from mis._kernels import rq as _k
 from mis._progress import progress_bar
-from mis._validation import integer
+from mis._validation import as_array, integer
 from mis.exceptions import DegenerateStatisticWarning, MisValueError
 
 __all__ = ["RqBatchResult", "RqResult", "rq", "rq_batch"]
@@ -145,7 +145,7 @@ def _check_numeric(arr: np.ndarray, name: str) -> None:
 
 def _hash_codes(qhash, shape: tuple[int, ...]) -> np.ndarray:
     """``qhash`` as int64 codes with the same equality pattern (any dtype that sorts)."""
-    h = np.asarray(qhash)
+    h = as_array(qhash, "qhash")
     if h.shape != shape:
         raise MisValueError(
             f"qhash must have shape {shape} (one hash per checkpoint of val_losses); "
@@ -228,7 +228,7 @@ def rq(val_losses, qhash=None, *, ddof: int = 1) -> RqResult:
     two, exactly.
     """
     ddof = integer(ddof, "ddof", minimum=0)
-    L = np.asarray(val_losses)
+    L = as_array(val_losses, "val_losses")
     _check_numeric(L, "val_losses")
     _check_losses_shape(L.shape, 2, ddof)
     L = np.ascontiguousarray(L, dtype=np.float64)
@@ -342,7 +342,7 @@ def rq_batch(
     """
     ddof = integer(ddof, "ddof", minimum=0)
     if not hasattr(val_losses, "shape") or not hasattr(val_losses, "dtype"):
-        val_losses = np.asarray(val_losses)
+        val_losses = as_array(val_losses, "val_losses")
     _check_numeric(val_losses, "val_losses")
     _check_losses_shape(tuple(val_losses.shape), 4, ddof)
     R, Q, K, N = val_losses.shape

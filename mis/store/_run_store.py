@@ -291,7 +291,7 @@ class RunStore:
     """
 
     def __init__(self, path, *, create: bool = True, config: dict | None = None):
-        if not isinstance(path, (str, os.PathLike)) or str(path) == "":
+        if not isinstance(path, (str, os.PathLike)) or str(path) == "" or "\x00" in str(path):
             raise MisValueError(f"path must be a non-empty path to a run store; got {path!r}")
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
@@ -428,6 +428,8 @@ class RunStore:
 
     # -- integrity --------------------------------------------------------------------------
     def _entry(self, name: str, manifest: dict | None = None) -> dict[str, Any]:
+        if not isinstance(name, str):
+            raise MisValueError(f"name must be a string; got {name!r:.60}")
         arrays = (manifest or self._read_manifest())["arrays"]
         entry = arrays.get(name)
         if entry is None:
@@ -655,9 +657,18 @@ class RunStore:
         entry = self._entry(name)
         path = self._check_hash(name, entry) if verify else self._check_size(name, entry)
         try:
-            return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+            arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
             raise StoreCorruptError(f"{path} could not be read as .npy: {exc}") from None
+        shape, dtype = entry.get("shape"), entry.get("dtype")
+        if (shape is not None and list(arr.shape) != list(shape)) or (
+            dtype is not None and arr.dtype.str != dtype
+        ):
+            raise StoreCorruptError(
+                f"{path} holds an array of shape {list(arr.shape)} and dtype {arr.dtype.str}; "
+                f"the manifest records {shape} and {dtype}"
+            )
+        return arr
 
     def has(self, name: str, verify: bool = True) -> bool:
         """True if ``name`` is listed and its file is intact.

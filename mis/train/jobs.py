@@ -471,6 +471,11 @@ def gather(store, names: Sequence[str], key: str, out: str | None = None, **meta
     ``gather(store, names, "logits", out="logits")``).
     """
     store = store if isinstance(store, RunStore) else RunStore(store, create=False)
+    if isinstance(names, (str, bytes)) or not isinstance(names, Iterable):
+        raise MisValueError(f"names must be a list of job names; got {names!r:.60}")
+    names = list(names)
+    if not names or not all(isinstance(n, str) for n in names):
+        raise MisValueError(f"names must list at least one job name (strings); got {names!r:.60}")
     missing = [n for n in names if not store.has(f"{n}/{DONE}")]
     if missing:
         raise MisValueError(f"{len(missing)} job(s) have not finished, e.g. {missing[:3]}")

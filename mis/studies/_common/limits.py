@@ -29,6 +29,7 @@ from mis.exceptions import ResourceLimitError
 
 __all__ = [
     "MAX_JOBS",
+    "WORKER_BASE",
     "audit_footprint",
     "check_resources",
     "molecular_footprint",
@@ -37,6 +38,8 @@ __all__ = [
 
 #: Ceiling on the jobs of one study.
 MAX_JOBS = 100_000
+#: Memory of a worker process before its job allocates anything (Python, numpy, torch).
+WORKER_BASE = 300 * 2**20
 _SLACK = 2.0  # temporaries on top of the counted arrays
 
 
@@ -70,7 +73,8 @@ def check_resources(
     jobs : int
         Jobs the study runs; at most :data:`MAX_JOBS`.
     memory : float
-        Bytes one job needs; ``memory × workers`` must fit in the available memory.
+        Bytes one job needs; ``memory × workers`` must fit in the available memory (plus
+        :data:`WORKER_BASE` per worker process when there are several).
     workers : int
         Jobs that run at once.
     disk : float
@@ -86,10 +90,12 @@ def check_resources(
             f"{what} would run {jobs:,} jobs; the ceiling is {MAX_JOBS:,} "
             f"(mis.studies._common.limits.MAX_JOBS){extra}"
         )
-    need = memory * max(int(workers), 1)
+    workers = max(int(workers), 1)
+    per_worker = memory + (WORKER_BASE if workers > 1 else 0)
+    need = per_worker * workers
     have = available_memory()
     if need > have:
-        per = f" ({format_bytes(memory)} per job × {workers} workers)" if workers > 1 else ""
+        per = f" ({format_bytes(per_worker)} per worker × {workers} workers)" if workers > 1 else ""
         raise ResourceLimitError(
             f"{what} would need about {format_bytes(need)} of memory{per}; this machine has "
             f"{format_bytes(have)} available{extra}"

@@ -36,6 +36,7 @@ import contextlib
 import functools
 import os
 import shutil
+import socket
 import time
 import uuid
 import warnings
@@ -105,6 +106,17 @@ def _check_scheduler(sched) -> None:
             f"scheduler must be an address like tcp://host:8786 or an existing scheduler file; "
             f"got {text!r}"
         )
+
+
+def _probe_tcp(address: str, timeout: float) -> None:
+    """Fail at once (``ConnectionRefusedError``) when nothing listens at a ``tcp://`` address,
+    instead of Dask's retries until the timeout."""
+    scheme, _, rest = address.partition("://")
+    host, _, port = rest.rpartition(":")
+    if scheme != "tcp" or not port.isdigit() or not host:
+        return
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+        pass
 
 
 def _call_with_torch_threads(threads: int, fn: Callable, item):
@@ -298,13 +310,15 @@ class DaskExecutor:
                         scheduler_file=str(path), set_as_default=False, timeout=timeout
                     )
                     return client, None
+                _probe_tcp(str(sched), timeout)
                 return distributed.Client(str(sched), set_as_default=False, timeout=timeout), None
             return distributed.Client(sched, set_as_default=False, timeout=timeout), None
         except (OSError, TimeoutError, ValueError) as exc:
             if isinstance(exc, MisValueError):
                 raise
+            waited = f" within {timeout:g} s" if "time" in str(exc).lower() else ""
             raise ConnectionError(
-                f"could not connect to the Dask scheduler {str(sched)!r} within {timeout:g} s "
+                f"could not connect to the Dask scheduler {str(sched)!r}{waited} "
                 f"({type(exc).__name__}: {_one_line(exc)}); is it running, and is the address "
                 "right (tcp://host:port, or the scheduler file)?"
             ) from None

@@ -52,6 +52,7 @@ from mis.studies._common import (
 )
 from mis.train import data as train_data
 from mis.train import jobs
+from mis.train.executors import make_executor
 from mis.train.jobs import JobSpec, ProcessExecutor, job_done, run_jobs
 from tests import reliability_helpers as helpers
 
@@ -598,6 +599,21 @@ def test_study_options_are_checked(tmp_path, capsys):
     assert cli.main(["synth", "--out", str(tmp_path / "o"), "--scheduler", "tcp://h:1"]) == 2
     assert "--scheduler needs --executor dask" in _err(capsys)
     assert not (tmp_path / "o").exists()
+
+
+def _square(x):
+    return x * x
+
+
+def test_an_unreachable_scheduler_fails_fast_in_one_line(tmp_path, capsys):
+    pytest.importorskip("distributed")
+    t0 = time.monotonic()
+    with pytest.raises(ConnectionError, match=r"could not connect to the Dask scheduler"):
+        list(make_executor("dask", scheduler="tcp://127.0.0.1:1").map(_square, [1]))
+    assert time.monotonic() - t0 < 10
+    for bad in ("foo bar", "tcp://host:port", "tcp://h:70000", str(tmp_path)):
+        with pytest.raises(MisValueError, match="scheduler"):
+            make_executor("dask", scheduler=bad)
 
 
 def test_runtime_errors_exit_1_in_one_line(monkeypatch, capsys, tmp_path):

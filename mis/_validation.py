@@ -11,23 +11,35 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import resource
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from mis.exceptions import MisValueError
+from mis.exceptions import MisValueError, ResourceLimitError
 
 
-def as_generator(rng) -> np.random.Generator:
-    """Return a :class:`numpy.random.Generator` from ``None``, an int seed or a Generator."""
-    if rng is None or isinstance(rng, numbers.Integral):
+def as_generator(rng, name: str = "rng") -> np.random.Generator:
+    """Return a :class:`numpy.random.Generator` from ``None``, a non-negative int seed, a
+    :class:`numpy.random.SeedSequence` or a Generator."""
+    if rng is None or isinstance(rng, np.random.SeedSequence):
         return np.random.default_rng(rng)
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, (bool, np.bool_)):
+        if rng < 0:
+            raise MisValueError(f"{name} must be a non-negative int seed; got {int(rng)}")
+        return np.random.default_rng(int(rng))
     if isinstance(rng, np.random.Generator):
         return rng
     raise MisValueError(
-        f"rng must be None, an int seed or a numpy.random.Generator; got {type(rng).__name__}"
+        f"{name} must be None, a non-negative int seed or a numpy.random.Generator; "
+        f"got {rng!r} ({type(rng).__name__})"
     )
+
+
+def _is_real_dtype(dtype: np.dtype) -> bool:
+    """Booleans, integers and floats (not complex, timedelta, strings or objects)."""
+    return dtype.kind in "biuf"
 
 
 def draw_seed(rng) -> np.uint64:
@@ -35,15 +47,36 @@ def draw_seed(rng) -> np.uint64:
     return np.uint64(as_generator(rng).integers(0, 2**63, dtype=np.int64))
 
 
+def as_array(x, name: str) -> np.ndarray:
+    """``numpy.asarray(x)``; a ragged nested sequence raises a ``MisValueError`` naming ``name``."""
+    try:
+        return np.asarray(x)
+    except (ValueError, TypeError) as exc:
+        raise MisValueError(
+            f"{name} must be an array of numbers; got {type(x).__name__} ({exc})"
+        ) from None
+
+
+def real_array(x, name: str, ndim: int | None = None) -> np.ndarray:
+    """``x`` as a float64 array of real numbers (NaN and inf allowed), of ``ndim`` dimensions
+    when given."""
+    arr = as_array(x, name)
+    if not _is_real_dtype(arr.dtype):
+        raise MisValueError(f"{name} must be real numbers; got {x!r:.60} (dtype {arr.dtype})")
+    if ndim is not None and arr.ndim != ndim:
+        raise MisValueError(f"{name} must be {ndim}-D; got an array of shape {arr.shape}")
+    return arr.astype(np.float64)
+
+
 def finite_1d(x, name: str) -> np.ndarray:
     """Return ``x`` as a contiguous 1-D float64 array with no NaN or inf."""
-    arr = np.asarray(x)
+    arr = as_array(x, name)
     if arr.ndim != 1:
         raise MisValueError(f"{name} must be 1-D; got an array of shape {arr.shape}")
     if arr.size == 0:
         raise MisValueError(f"{name} must not be empty")
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise MisValueError(f"{name} must be numeric; got dtype {arr.dtype}")
+    if not _is_real_dtype(arr.dtype):
+        raise MisValueError(f"{name} must be real numbers; got dtype {arr.dtype}")
     arr = np.ascontiguousarray(arr, dtype=np.float64)
     bad = ~np.isfinite(arr)
     if bad.any():
@@ -57,14 +90,14 @@ def finite_1d(x, name: str) -> np.ndarray:
 
 def binary_labels(y, name: str = "labels", n: int | None = None) -> np.ndarray:
     """Return ``y`` as a uint8 array of 0/1 (1 = member), checking values and length."""
-    arr = np.asarray(y)
+    arr = as_array(y, name)
     if arr.ndim != 1:
         raise MisValueError(f"{name} must be 1-D; got an array of shape {arr.shape}")
     if n is not None and arr.shape[0] != n:
         raise MisValueError(f"{name} must have the same length as scores ({n}); got {arr.shape[0]}")
     if arr.dtype == bool:
         return arr.astype(np.uint8)
-    if not np.issubdtype(arr.dtype, np.number):
+    if not _is_real_dtype(arr.dtype):
         raise MisValueError(f"{name} must be 0/1 or boolean; got dtype {arr.dtype}")
     ok = (arr == 0) | (arr == 1)
     if not ok.all():
@@ -88,7 +121,14 @@ def scores_and_labels(scores, labels, *, name: str = "scores") -> tuple[np.ndarr
 
 def probability_in_open_unit(x, name: str) -> np.ndarray:
     """Return ``x`` as a 1-D float64 array with every value in (0, 1)."""
-    arr = np.atleast_1d(np.asarray(x, dtype=np.float64))
+    if isinstance(x, (str, bytes)):
+        raise MisValueError(f"{name} must be a number or a 1-D sequence of numbers; got {x!r}")
+    raw = as_array(x, name)
+    if not _is_real_dtype(raw.dtype) or raw.dtype == bool:
+        raise MisValueError(
+            f"{name} must be a number or a 1-D sequence of numbers; got {x!r} (dtype {raw.dtype})"
+        )
+    arr = np.atleast_1d(raw.astype(np.float64))
     if arr.ndim != 1 or arr.size == 0:
         raise MisValueError(f"{name} must be a number or a 1-D sequence; got shape {arr.shape}")
     bad = ~((arr > 0) & (arr < 1))
@@ -98,9 +138,14 @@ def probability_in_open_unit(x, name: str) -> np.ndarray:
 
 
 def choice(value, name: str, allowed) -> None:
-    """Raise unless ``value`` is one of ``allowed``."""
-    if value not in allowed:
-        raise MisValueError(f"{name} must be one of {list(allowed)}; got {value!r}")
+    """Raise unless ``value`` is one of ``allowed`` (compared as plain values: an array or
+    another unhashable object is never one of them)."""
+    try:
+        ok = not isinstance(value, np.ndarray) and hash(value) is not None and value in allowed
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise MisValueError(f"{name} must be one of {list(allowed)}; got {value!r:.60}")
 
 
 # ------------------------------------------------------------------------------------------
@@ -227,6 +272,67 @@ def plain(x):
     if isinstance(x, (list, tuple)):
         return [plain(v) for v in x]
     return x
+
+
+def output_dir(value, name: str = "out") -> Path:
+    """Return ``value`` as the :class:`~pathlib.Path` of an output directory.
+
+    The empty string is refused (it silently means the current directory), and so is an
+    existing path that is not a directory.
+    """
+    p = path(value, name)
+    if p.exists() and not p.is_dir():
+        raise MisValueError(f"{name} must be a directory; {p} exists and is not one")
+    return p
+
+
+# ------------------------------------------------------------------------------------------
+# sizes: what an allocation needs against what the machine has
+# ------------------------------------------------------------------------------------------
+def format_bytes(n: float) -> str:
+    """``n`` bytes in binary units (``"7.5 GiB"``)."""
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} EiB"  # pragma: no cover
+
+
+def available_memory() -> int:
+    """Bytes of memory this process can still use: the kernel's ``MemAvailable`` (or the
+    physical memory when it is unknown), capped by an address-space limit (``ulimit -v``)."""
+    avail = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        avail = None
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, ValueError, OSError):
+            avail = 1 << 62
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if soft != resource.RLIM_INFINITY and soft > 0:
+        avail = min(avail, soft)
+    return int(avail)
+
+
+def check_memory(nbytes: float, what: str, *, limit: float | None = None) -> None:
+    """Raise :class:`~mis.exceptions.ResourceLimitError` unless ``nbytes`` fits in memory.
+
+    ``limit`` defaults to :func:`available_memory`; the message names ``what`` and both sizes.
+    """
+    have = available_memory() if limit is None else limit
+    if nbytes > have:
+        raise ResourceLimitError(
+            f"{what} would need {format_bytes(nbytes)} of memory; this machine has "
+            f"{format_bytes(have)} available"
+        )
 
 
 def path(value, name: str, *, must_exist: bool = False, kind: str | None = None) -> Path:

@@ -10,6 +10,15 @@
 * ``mis molecular`` — the molecular study of Aubinais et al. (2025), §5.2, on FreeSolv and
   solubility (bundled with ``mis[chem]``) or a user's CSV / TDC files.
 * ``mis roc``   — ROC metrics with bootstrap CIs for stored ``.npy`` scores and labels.
+* ``mis verify`` — check a study's output directory (every array's sha256, orphan files,
+  the configuration) and, with ``--repair``, drop what is damaged so a resume recomputes it.
+
+Errors. Every error is one line on stderr, ``mis <command>: error: …``, with exit status 2
+for usage errors (a bad option, configuration or input file) and 1 for runtime errors (a
+damaged store, a locked output directory, a full or read-only disk, anything unexpected);
+``--debug`` (or ``MIS_DEBUG=1``) prints the traceback as well. Warnings print as
+``mis: warning: …``. SIGTERM stops a command as Ctrl-C does: the worker processes are
+killed, finished jobs are kept, and the next run resumes.
 
 The studies and executors are plain functions (:func:`mis.studies.synthetic.run_synthetic`,
 :func:`mis.train.executors.make_executor`, ...); this module turns arguments into their
@@ -21,24 +30,110 @@ each study's summary. :func:`paper_check_main` is the shared command line of the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import errno
 import json
 import logging
+import os
+import re
+import signal
 import sys
 import time
+import traceback
+import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from mis import __version__, metrics
-from mis.exceptions import MisValueError
+from mis._validation import check_memory
+from mis.exceptions import (
+    MisValueError,
+    OutputLockedError,
+    StoreCorruptError,
+)
 from mis.report import tables
 from mis.studies import audit, molecular, synthetic
+from mis.studies._common import verify_output
 from mis.train.executors import EXECUTORS, make_executor
 
-__all__ = ["build_parser", "main", "paper_check_main"]
+__all__ = ["build_parser", "exit_status", "load_npy", "main", "paper_check_main"]
 
 log = logging.getLogger("mis")
+
+
+# ------------------------------------------------------------------------------------------
+# option values (a bad one is a one-line usage error, exit status 2)
+# ------------------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line: ``mis demo: error: … (see --help)``."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            try:  # 1e6 is an integer too
+                f = float(text)
+                value = int(f) if f.is_integer() else None
+            except (ValueError, OverflowError):
+                value = None
+            if value is None:
+                raise argparse.ArgumentTypeError(
+                    f"must be an integer >= {low}; got {text!r}"
+                ) from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}; got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _open_unit(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1); got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1); got {text}")
+    return value
+
+
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def _device(text: str) -> str:
+    if not _DEVICE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda, cuda:N or mps; got {text!r}")
+    if text.startswith("cuda") and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available on this machine")
+    if text.startswith("cuda:") and int(text[5:]) >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+        )
+    if text == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError("'mps' is not available on this machine")
+    return text
+
+
+def _out_dir(text: str) -> str:
+    if text.strip() == "":
+        raise argparse.ArgumentTypeError(
+            "must be a directory name; '' would write into the current directory"
+        )
+    p = Path(text).expanduser().absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if not p.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r}: {p} exists and is not a directory")
+    return text
 
 
 # ------------------------------------------------------------------------------------------
@@ -50,25 +145,38 @@ def _add_verbosity(p: argparse.ArgumentParser) -> None:
         "-q", "--quiet", action="store_true", help="no stage log and no progress bars on stderr"
     )
     g.add_argument("-v", "--verbose", action="store_true", help="debug messages on stderr")
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print the traceback of an error (also: environment variable MIS_DEBUG=1)",
+    )
 
 
 def _add_bootstrap_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--fprs",
-        type=float,
+        type=_open_unit,
         nargs="+",
         default=[1e-3, 1e-2],
         help="FPR levels for TPR@FPR (default: 0.001 0.01)",
     )
-    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    p.add_argument("--confidence", type=float, default=0.95, help="confidence level (default 0.95)")
+    p.add_argument(
+        "--resamples",
+        type=_int_at_least(1),
+        default=1000,
+        help=f"bootstrap resamples (default 1000, at most {metrics.MAX_RESAMPLES:,})",
+    )
+    p.add_argument(
+        "--confidence", type=_open_unit, default=0.95, help="confidence level (default 0.95)"
+    )
     p.add_argument(
         "--method",
         choices=["percentile", "bca"],
         default="percentile",
         help="bootstrap interval (default percentile)",
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed (default 0)")
 
 
 def _add_executor_options(p: argparse.ArgumentParser, *, workers_from_config: bool) -> None:
@@ -99,10 +207,10 @@ def _add_executor_options(p: argparse.ArgumentParser, *, workers_from_config: bo
         help="Dask scheduler address (tcp://host:8786) or scheduler file (.json); "
         "default with --executor dask: a local cluster",
     )
-    g.add_argument("--workers", type=int, default=None, metavar="N", help=workers_help)
+    g.add_argument("--workers", type=_int_at_least(1), default=None, metavar="N", help=workers_help)
     g.add_argument(
         "--threads-per-worker",
-        type=int,
+        type=_int_at_least(1),
         default=None,
         metavar="N",
         help="threads per worker (default: CPUs / workers for process, 1 for dask)",
@@ -115,14 +223,14 @@ def _add_executor_options(p: argparse.ArgumentParser, *, workers_from_config: bo
     )
     g.add_argument(
         "--retries",
-        type=int,
+        type=_int_at_least(0),
         default=2,
         metavar="N",
         help="dask: re-runs of a job that raised (default 2)",
     )
     g.add_argument(
         "--torch-threads",
-        type=int,
+        type=_int_at_least(1),
         default=None,
         metavar="N",
         help="dask: torch threads per job on the workers (default: 1 under a Dask nanny)",
@@ -132,6 +240,10 @@ def _add_executor_options(p: argparse.ArgumentParser, *, workers_from_config: bo
 def _executor(args):
     """The executor the execution options ask for, or None (the study's own default)."""
     if args.executor is None:
+        given = [o for o, v in (("--scheduler", args.scheduler), ("--gpu", args.gpu)) if v]
+        if given:
+            verb = "needs" if len(given) == 1 else "need"
+            raise MisValueError(f"{' and '.join(given)} {verb} --executor dask")
         return None
     extra = {} if args.torch_threads is None else {"torch_threads": args.torch_threads}
     return make_executor(
@@ -221,25 +333,63 @@ def cmd_molecular(args) -> int:
     cfg = molecular.load_config(args.config) if args.config else molecular.default_config()
     _check_workers(args)
     t0 = time.perf_counter()
-    try:
-        results = molecular.run_molecular(
-            cfg,
-            args.out,
-            executor=_executor(args),
-            workers=args.workers or 1,
-            progress=_progress(args),
-        )
-    except ImportError as exc:
-        print(f"mis molecular: error: {exc}", file=sys.stderr)
-        return 2
+    results = molecular.run_molecular(
+        cfg,
+        args.out,
+        executor=_executor(args),
+        workers=args.workers or 1,
+        progress=_progress(args),
+    )
     _finish(molecular.summary_markdown(results), args.out, t0)
     return 0
 
 
+def load_npy(path, name: str) -> np.ndarray:
+    """A ``.npy`` file given on the command line, memory-mapped; anything else is a one-line
+    ``MisValueError`` naming the argument (missing, a directory, empty, not a ``.npy``
+    file, truncated, pickled objects)."""
+    p = Path(path)
+    if not p.exists():
+        raise MisValueError(f"{name}: {p} does not exist")
+    if p.is_dir():
+        raise MisValueError(f"{name}: {p} is a directory, not a .npy file")
+    try:
+        with open(p, "rb") as f:
+            head = f.read(6)
+    except OSError as exc:
+        raise MisValueError(f"{name}: cannot read {p}: {exc.strerror or exc}") from None
+    if not head:
+        raise MisValueError(f"{name}: {p} is empty, not a .npy file")
+    if head != b"\x93NUMPY":
+        kind = " (a .npz archive: give one of its arrays as .npy)" if head[:2] == b"PK" else ""
+        raise MisValueError(
+            f"{name}: {p} is not a .npy file (it has no NumPy header){kind}; save the "
+            "array with numpy.save"
+        )
+    try:
+        arr = np.load(p, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        if "pickle" in str(exc).lower() or "object" in str(exc).lower():
+            raise MisValueError(
+                f"{name}: {p} holds Python objects (pickled data), which are never loaded; "
+                "save a numeric array"
+            ) from None
+        raise MisValueError(
+            f"{name}: {p} is not a readable .npy file (truncated?): {exc}"
+        ) from None
+    except (OSError, EOFError) as exc:
+        raise MisValueError(
+            f"{name}: {p} is not a readable .npy file (truncated?): {exc}"
+        ) from None
+    return arr
+
+
 def cmd_roc(args) -> int:
     """``mis roc``: ROC metrics with bootstrap CIs of stored scores."""
-    scores = np.load(args.scores, allow_pickle=False)
-    labels = np.load(args.labels, allow_pickle=False)
+    scores = load_npy(args.scores, "scores")
+    labels = load_npy(args.labels, "labels")
+    # sorted copies, ranks and per-resample counts: about ten float64 arrays of the scores
+    check_memory(80 * scores.size, f"ROC metrics of {scores.size:,} scores")
     res = metrics.bootstrap_roc(
         scores,
         labels,
@@ -257,14 +407,28 @@ def cmd_roc(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    """``mis verify OUT [--repair]``: check (and repair) a study's output directory."""
+    report = verify_output(args.out, repair=args.repair, verify=not args.quick)
+    for line in report.lines:
+        print(line)
+    print(report.summary)
+    return 0 if report.ok or args.repair else 1
+
+
 # ------------------------------------------------------------------------------------------
 # parser
 # ------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mis", description="Membership-inference measurement for (quantized) neural networks."
     )
     parser.add_argument("--version", action="version", version=f"mis {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="print the traceback of an error (also: environment variable MIS_DEBUG=1)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser(
@@ -276,7 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
         "baseline and Spearman/Kendall agreement, accuracies. A few minutes on a 2-core CPU. "
         "Re-running with the same --out resumes.",
     )
-    demo.add_argument("--out", default="mis-demo", help="output directory (default ./mis-demo)")
+    demo.add_argument(
+        "--out", type=_out_dir, default="mis-demo", help="output directory (default ./mis-demo)"
+    )
     _add_executor_options(demo, workers_from_config=True)
     _add_verbosity(demo)
     demo.set_defaults(func=cmd_demo)
@@ -294,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="TOML configuration (e.g. experiments/synthetic.toml); default: built-in full study",
     )
-    synth.add_argument("--out", required=True, help="output directory")
+    synth.add_argument("--out", type=_out_dir, required=True, help="output directory")
     _add_executor_options(synth, workers_from_config=True)
     _add_verbosity(synth)
     synth.set_defaults(func=cmd_synth)
@@ -315,10 +481,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="TOML file (default: the embedded digits config, as experiments/digits.toml)",
     )
-    aud.add_argument("--out", default="mis-audit", help="output directory (default ./mis-audit)")
+    aud.add_argument(
+        "--out", type=_out_dir, default="mis-audit", help="output directory (default ./mis-audit)"
+    )
     aud.add_argument("--data-root", default=None, help="override data.root (data directory)")
     aud.add_argument("--methods", nargs="+", default=None, help="override quant.methods")
-    aud.add_argument("--device", default=None, help="override study.device (cpu, cuda, auto)")
+    aud.add_argument(
+        "--device", type=_device, default=None, help="override study.device (cpu, cuda, auto)"
+    )
     aud.add_argument(
         "--stop-after",
         choices=audit.pipeline.STAGES,
@@ -344,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="TOML configuration (e.g. experiments/molecular.toml); default: built-in protocol "
         "on FreeSolv and solubility",
     )
-    mol.add_argument("--out", required=True, help="output directory")
+    mol.add_argument("--out", type=_out_dir, required=True, help="output directory")
     _add_executor_options(mol, workers_from_config=True)
     _add_verbosity(mol)
     mol.set_defaults(func=cmd_molecular)
@@ -362,6 +532,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bootstrap_options(roc)
     _add_verbosity(roc)
     roc.set_defaults(func=cmd_roc)
+
+    ver = sub.add_parser(
+        "verify",
+        help="check a study's output directory (sha256 of every array, orphans); --repair",
+        description="Check every array of the run store of OUT (a study's output directory, or "
+        "a run store) against its sha256, every finished job's outputs, the configuration "
+        "file, and look for orphan files left by interrupted runs. Exit status 0 when all is "
+        "well, 1 when something is damaged. With --repair, damaged entries (and the markers "
+        "of the jobs that made them) are dropped and orphans removed: re-running the study "
+        "then recomputes exactly what was lost.",
+    )
+    ver.add_argument("out", help="output directory of a study (or a run store)")
+    ver.add_argument(
+        "--repair", action="store_true", help="drop damaged entries and remove orphan files"
+    )
+    ver.add_argument(
+        "--quick", action="store_true", help="check presence and sizes only (no sha256)"
+    )
+    _add_verbosity(ver)
+    ver.set_defaults(func=cmd_verify)
     return parser
 
 
@@ -386,15 +576,110 @@ def configure_logging(quiet: bool = False, verbose: bool = False) -> None:
     log.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
 
 
+class _Terminated(BaseException):
+    """SIGTERM, turned into an exception so that cleanup (workers, lock) runs."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def _signals_and_warnings():
+    """For the command's duration: SIGTERM raises :class:`_Terminated`; warnings print as
+    ``mis: warning: <message>`` (no source line)."""
+    showwarning = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        print(f"mis: warning: {text}", file=sys.stderr if file is None else file)
+
+    warnings.showwarning = show
+    previous = None
+    with contextlib.suppress(ValueError):  # not the main thread: leave SIGTERM alone
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        warnings.showwarning = showwarning
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _one_line(exc: BaseException, out=None) -> str:
+    """An exception as one line: its message (whitespace collapsed) and notes; an OS error
+    without a file name names the output directory ``out`` (where it was writing)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = exc.filename if exc.filename is not None else ""
+        if not where and out is not None:
+            where = f"writing into {out}"
+        text = f"{exc.strerror}: {where}" if where else exc.strerror
+        if exc.errno == errno.ENOSPC:
+            text += " (free some space and re-run: finished jobs are kept and resume)"
+        elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            text += " (choose a writable output directory)"
+    elif isinstance(exc, MemoryError):
+        text = f"out of memory{': ' + str(exc) if str(exc) else ''}"
+    elif isinstance(exc, KeyError):
+        text = str(exc.args[0]) if exc.args else "KeyError"
+    else:
+        text = str(exc) or type(exc).__name__
+    notes = getattr(exc, "__notes__", None) or []
+    text = " ".join([text, *map(str, notes)])
+    return " ".join(text.split())
+
+
+def exit_status(exc: BaseException) -> int:
+    """2 for usage errors (bad input, configuration or option; a missing file or optional
+    extra), 1 for runtime errors (damaged store, locked output, OS errors, anything else)."""
+    if isinstance(exc, (StoreCorruptError, OutputLockedError)):
+        return 1
+    if isinstance(exc, (MisValueError, FileNotFoundError, ImportError)):
+        return 2
+    return 1
+
+
 def main(argv=None) -> int:
+    """Run ``mis <command>``; returns the exit status (0 ok, 1 runtime error, 2 usage error)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    debug = bool(getattr(args, "debug", False)) or os.environ.get("MIS_DEBUG", "") not in ("", "0")
     configure_logging(args.quiet, args.verbose)
-    try:
-        return args.func(args)
-    except (MisValueError, FileNotFoundError) as exc:
-        print(f"mis {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    prefix = f"mis {args.command}"
+    with _signals_and_warnings():
+        try:
+            return args.func(args)
+        except KeyboardInterrupt:
+            print(
+                f"{prefix}: interrupted (finished jobs are kept; re-run to resume)", file=sys.stderr
+            )
+            return 130
+        except _Terminated:
+            print(
+                f"{prefix}: terminated (finished jobs are kept; re-run to resume)", file=sys.stderr
+            )
+            return 143
+        except BrokenPipeError:  # e.g. `mis roc ... | head -1`
+            with contextlib.suppress(OSError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+            return 0
+        except Exception as exc:
+            if debug:
+                traceback.print_exc()
+            hint = (
+                ""
+                if debug or isinstance(exc, (MisValueError, OSError, OutputLockedError))
+                else (" (run with --debug for the traceback)")
+            )
+            kind = (
+                ""
+                if isinstance(exc, (MisValueError, OSError, OutputLockedError))
+                else (f"{type(exc).__name__}: ")
+            )
+            text = _one_line(exc, getattr(args, "out", None))
+            print(f"{prefix}: error: {kind}{text}{hint}", file=sys.stderr)
+            return exit_status(exc)
 
 
 # ------------------------------------------------------------------------------------------

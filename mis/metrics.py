@@ -34,13 +34,15 @@ from scipy import stats
 from mis._kernels import roc as _roc
 from mis._validation import (
     as_generator,
+    check_memory,
     choice,
     positive_int,
     probability,
     probability_in_open_unit,
+    real_array,
     scores_and_labels,
 )
-from mis.exceptions import MisValueError, UndefinedMetricWarning
+from mis.exceptions import MisValueError, ResourceLimitError, UndefinedMetricWarning
 
 __all__ = [
     "Difference",
@@ -58,6 +60,8 @@ __all__ = [
 ]
 
 COMPAT_MODES = (None, "carlini2022")
+#: Ceiling on bootstrap resamples (and the memory of their replicates is checked too).
+MAX_RESAMPLES = 10_000_000
 CI_METHODS = ("percentile", "bca")
 DEFAULT_FPR_MIN = 1e-5
 
@@ -93,9 +97,17 @@ def _strict_fpr(compat) -> bool:
     return compat == "carlini2022"
 
 
-def _undefined_fprs(fprs: np.ndarray, n_neg: int, stacklevel: int = 3) -> np.ndarray:
-    """Mask of FPR levels below 1/n_negatives, warning once if any."""
+def _undefined_fprs(
+    fprs: np.ndarray, n_neg: int, stacklevel: int = 3, strict: bool = False
+) -> np.ndarray:
+    """Mask of FPR levels below 1/n_negatives, warning once if any.
+
+    With ``strict`` (``compat="carlini2022"``) nothing is undefined: the rule FPR < α always
+    has the threshold above every score (FPR 0), so, as the reference code, the TPR there.
+    """
     low = fprs < 1.0 / n_neg
+    if strict:
+        return np.zeros_like(low)
     if low.any():
         warnings.warn(
             f"fpr={fprs[low].tolist()} is below the resolvable floor 1/n_negatives = "
@@ -213,7 +225,7 @@ def tpr_at_fpr(scores, labels, fpr=1e-3, *, compat=None):
     strict = _strict_fpr(compat)
     fprs = probability_in_open_unit(fpr, "fpr")
     out = _point_metrics(s, y, fprs, strict, DEFAULT_FPR_MIN)[: fprs.shape[0]]
-    out[_undefined_fprs(fprs, int((y == 0).sum()))] = np.nan
+    out[_undefined_fprs(fprs, int((y == 0).sum()), strict=strict)] = np.nan
     return float(out[0]) if np.ndim(fpr) == 0 else out
 
 
@@ -487,7 +499,7 @@ def _prepare(scorings, labels, fprs, groups, compat, fpr_min) -> _Prepared:
         strict=strict,
         fpr_min=fpr_min,
         log_table=_log_table(n),
-        undefined=_undefined_fprs(fprs, n_neg, stacklevel=5),
+        undefined=_undefined_fprs(fprs, n_neg, stacklevel=5, strict=strict),
     )
 
 
@@ -527,6 +539,11 @@ def _replicates_from_seed(p: _Prepared, seed, n_resamples: int) -> np.ndarray:
 
 
 def _replicates(p: _Prepared, n_resamples: int, rng) -> np.ndarray:
+    n_scorings = p.neg_perm.shape[0]
+    check_memory(
+        2 * n_resamples * n_scorings * (p.fprs.shape[0] + 2) * 8,
+        f"n_resamples={n_resamples} bootstrap replicates",
+    )
     seed = np.uint64(as_generator(rng).integers(0, 2**63, dtype=np.int64))
     return _replicates_from_seed(p, seed, n_resamples)
 
@@ -613,6 +630,11 @@ def _finite_rows(reps: np.ndarray, undefined_cols: np.ndarray) -> np.ndarray:
 def _check_bootstrap_args(n_resamples, confidence_level, method) -> int:
     """Check the bootstrap options; return ``n_resamples`` as an int."""
     n_resamples = positive_int(n_resamples, "n_resamples")
+    if n_resamples > MAX_RESAMPLES:
+        raise ResourceLimitError(
+            f"n_resamples must be at most {MAX_RESAMPLES:,} (mis.metrics.MAX_RESAMPLES); "
+            f"got {n_resamples:,}"
+        )
     probability(confidence_level, "confidence_level")
     choice(method, "method", CI_METHODS)
     return n_resamples
@@ -804,7 +826,7 @@ def t_interval(values, confidence_level: float = 0.95) -> dict:
         the value and ``sd``, ``low``, ``high`` are NaN.
     """
     probability(confidence_level, "confidence_level")
-    v = np.asarray(values, dtype=np.float64)
+    v = real_array(values, "values").ravel()
     v = v[np.isfinite(v)]
     n = int(v.size)
     if n == 0:
@@ -849,7 +871,11 @@ def holm(pvalues, alpha: float) -> tuple[np.ndarray, np.ndarray]:
         Whether each hypothesis is rejected at family-wise level ``alpha``.
     """
     probability(alpha, "alpha")
-    p = np.asarray(pvalues, dtype=np.float64)
+    p = real_array(pvalues, "pvalues", ndim=1)
+    if ((p < 0) | (p > 1)).any():
+        raise MisValueError(
+            f"pvalues must lie in [0, 1] (or be NaN); got {p[(p < 0) | (p > 1)][:3]}"
+        )
     adj = np.full(p.shape, np.nan)
     rej = np.zeros(p.shape, dtype=bool)
     ok = np.flatnonzero(np.isfinite(p))

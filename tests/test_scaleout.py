@@ -81,7 +81,8 @@ def _numpy_job(config, index, seed, scratch):
     if config.get("log"):
         Path(config["log"]).mkdir(parents=True, exist_ok=True)
         (Path(config["log"]) / f"{index}-{os.getpid()}-{uuid.uuid4().hex[:6]}").touch()
-    if config.get("fail") == index:
+    flag = config.get("fail_while")  # fails while this file exists (or always, without one)
+    if config.get("fail") == index and (flag is None or Path(flag).exists()):
         raise ValueError(f"job {index} always fails")
     time.sleep(config.get("sleep", 0.0))
     rng = np.random.default_rng(seed)
@@ -350,14 +351,18 @@ def test_gpu_resource_is_requested(client, tmp_path):
 
 
 def test_failing_job_is_retried_then_reported(client, tmp_path):
-    cfg = {"fail": 2, "log": str(tmp_path / "log")}
+    flag = tmp_path / "broken"
+    flag.touch()
+    cfg = {"fail": 2, "log": str(tmp_path / "log"), "fail_while": str(flag)}
     specs = _specs(tmp_path / "run", 4, cfg)
     with pytest.raises(ValueError, match="job 2 always fails") as info:
         run_jobs(_numpy_job, specs, DaskExecutor(client=client, retries=1))
     assert any("jobs/002" in note for note in info.value.__notes__)
     assert _attempts(tmp_path / "log")[2] == 2  # first try + 1 retry
-    # the other jobs' outputs are kept or resumable; fixing the job finishes the study
-    fixed = _specs(tmp_path / "run", 4, {})
+    # the other jobs' outputs are kept or resumable; fixing the job finishes the study (the
+    # same configuration: another one would be refused, its outputs are not these)
+    flag.unlink()
+    fixed = _specs(tmp_path / "run", 4, cfg)
     assert run_jobs(_numpy_job, fixed, DaskExecutor(client=client)).count("done") >= 1
     assert all(job_done(s) for s in fixed)
 

@@ -78,19 +78,28 @@ def test_missing_store_without_create(tmp_path):
         RunStore(tmp_path / "nothing", create=False)
 
 
-def test_truncated_file_is_named_on_open(run):
+def test_truncated_file_is_named(run):
     run.save("signals", np.random.default_rng(0).normal(size=(4, 100)))
+    run.save("labels", np.arange(4))
     path = run.path / "signals.npy"
     path.write_bytes(path.read_bytes()[:-16])
-    with pytest.raises(StoreCorruptError, match=r"signals\.npy.*truncated"):
-        RunStore(run.path)
+    fresh = RunStore(run.path)  # opening reads no array: the others stay usable
+    np.testing.assert_array_equal(fresh.load("labels"), np.arange(4))
+    assert not fresh.has("signals") and not fresh.has("signals", verify=False)
+    for call in (fresh.check_files, lambda: fresh.load("signals"), fresh.verify):
+        with pytest.raises(StoreCorruptError, match=r"signals\.npy.*truncated.*--repair"):
+            call()
 
 
-def test_missing_file_is_named_on_open(run):
+def test_missing_file_is_named(run):
     run.save("keep", np.zeros((2, 3), dtype=bool))
     (run.path / "keep.npy").unlink()
+    fresh = RunStore(run.path)
+    assert not fresh.has("keep")
     with pytest.raises(StoreCorruptError, match=r"keep\.npy is listed in the manifest but missing"):
-        RunStore(run.path)
+        fresh.check_files()
+    with pytest.raises(StoreCorruptError, match=r"keep\.npy is listed in the manifest but missing"):
+        fresh.load("keep")
 
 
 def test_checksum_mismatch_is_named_on_load(run):
@@ -104,8 +113,8 @@ def test_checksum_mismatch_is_named_on_load(run):
         fresh.load("val_losses")
     with pytest.raises(StoreCorruptError, match=r"val_losses\.npy"):
         fresh.verify()
-    assert not fresh.has("val_losses", verify=True)
-    assert fresh.has("val_losses")  # the cheap check only looks at the size
+    assert not fresh.has("val_losses")  # has() checks the sha256 by default
+    assert fresh.has("val_losses", verify=False)  # the cheap check only looks at the size
 
 
 def test_corrupt_manifest_is_named(run):

@@ -146,7 +146,7 @@ def test_restricted_unpickler_refuses_calls(tmp_path, payload, monkeypatch):
     root.mkdir()
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         (root / name).write_bytes(blob)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(MisValueError, match="not a CIFAR python batch: refused"):
         data.load_cifar10(tmp_path)
     assert not called
 

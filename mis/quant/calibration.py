@@ -16,7 +16,8 @@ indices, each checked) or ``member_positions`` (positions in the list of members
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ from mis._validation import as_generator, integer
 from mis.exceptions import MisValueError
 
 DEFAULT_N_SAMPLES = 1024
+_CHECKED = object()  # ``dataset`` of a Calibration whose rows this module took by index
 
 
 def _member_mask(member_mask) -> np.ndarray:
@@ -76,6 +78,39 @@ def check_members(indices, member_mask) -> None:
         )
 
 
+def _check_rows(data: tuple, idx: np.ndarray, mask: np.ndarray, dataset) -> None:
+    """Raise unless ``data[k]`` is ``dataset[k][idx]`` for every k (the guard's link between
+    the rows and the member indices)."""
+    if dataset is None:
+        raise MisValueError(
+            "Calibration(data, indices, member_mask) cannot check that the rows of data are "
+            "the examples at indices: pass dataset=x (or (x, y)), the whole dataset the member "
+            "mask refers to, or build it with select_calibration(x, y, member_mask=keep_row, "
+            "indices=...)"
+        )
+    full = (dataset,) if isinstance(dataset, torch.Tensor) else dataset
+    if not isinstance(full, (tuple, list)) or len(full) < len(data):
+        raise MisValueError(
+            f"dataset must be a tensor or a tuple of {len(data)} tensor(s) (x[, y]) like data"
+        )
+    t_idx = torch.as_tensor(idx)
+    for k, t in enumerate(data):
+        src = torch.as_tensor(full[k])
+        if src.ndim == 0 or src.shape[0] != mask.size:
+            raise MisValueError(
+                f"dataset[{k}] must have one row per entry of member_mask ({mask.size}); "
+                f"got shape {tuple(src.shape)}"
+            )
+        rows = src[t_idx]
+        same = rows.shape == t.shape and torch.equal(rows.to(t.device, t.dtype), t)
+        if not same:
+            raise MisValueError(
+                f"data[{k}] must be the dataset's rows at indices (dataset[{k}][indices]); "
+                "it is not, so it may hold non-members: calibrating on them leaks them into "
+                "the quantized model"
+            )
+
+
 @dataclass(frozen=True, eq=False)
 class Calibration:
     """Calibration examples of one target model, each a verified training member.
@@ -88,14 +123,21 @@ class Calibration:
         Dataset indices of the rows (distinct).
     member_mask : numpy.ndarray of bool, shape (N,)
         The target's membership (keep) mask over the dataset.
+    dataset : torch.Tensor or tuple of torch.Tensor
+        Given to the constructor only: the whole dataset ``(x[, y])`` that ``member_mask``
+        and ``indices`` refer to. Each row of ``data`` must equal the dataset's row at its
+        index, so that data of non-members cannot pass under members' indices. Not kept
+        (None afterwards). :func:`select_calibration` and :meth:`to` need none: they take
+        the rows by index themselves.
 
-    Construction validates all of it; an index that is not a member raises
-    :class:`~mis.exceptions.MisValueError`.
+    Construction validates all of it; an index that is not a member, or a row that is not
+    the dataset's row at its index, raises :class:`~mis.exceptions.MisValueError`.
     """
 
     data: tuple
     indices: np.ndarray
     member_mask: np.ndarray
+    dataset: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         data = self.data
@@ -115,9 +157,17 @@ class Calibration:
                     f"data[{k}] must have one row per index ({idx.size}); "
                     f"got shape {tuple(t.shape)}"
                 )
+        if self.dataset is not _CHECKED:
+            _check_rows(data, idx, mask, self.dataset)
         object.__setattr__(self, "data", data)
         object.__setattr__(self, "indices", idx)
         object.__setattr__(self, "member_mask", mask)
+        object.__setattr__(self, "dataset", None)
+
+    def to(self, device) -> Calibration:
+        """The same calibration set with its tensors on ``device``."""
+        data = tuple(t.to(device) for t in self.data)
+        return Calibration(data, self.indices, self.member_mask, dataset=_CHECKED)
 
     @property
     def x(self) -> torch.Tensor:
@@ -212,4 +262,4 @@ def select_calibration(
                 f"got shape {tuple(y.shape)}"
             )
         data = (x[t_idx], y[t_idx])
-    return Calibration(data, idx, mask)
+    return Calibration(data, idx, mask, dataset=_CHECKED)

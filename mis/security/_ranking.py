@@ -38,8 +38,15 @@ import numpy as np
 from scipy import stats
 
 from mis._kernels import rq as _k
-from mis._validation import as_generator, choice, draw_seed, positive_int, probability
-from mis.exceptions import MisValueError, UndefinedMetricWarning
+from mis._validation import (
+    as_generator,
+    check_memory,
+    choice,
+    draw_seed,
+    positive_int,
+    probability,
+)
+from mis.exceptions import MisValueError, ResourceLimitError, UndefinedMetricWarning
 from mis.metrics import Difference, Interval
 
 __all__ = [
@@ -56,11 +63,46 @@ STATISTICS = ("mean", "median")
 INF_POLICIES = ("propagate", "omit")
 EXACT_MAX_QUANTIZERS = 10  # 10! = 3,628,800 permutations, under a second
 _BOOT_CHUNK_ELEMENTS = 4_000_000  # resamples × runs × quantizers held at once
+#: Ceilings on the work of rank_quantizers (bootstrap resamples) and rank_stability (subsets
+#: per size); the memory they need is checked against the machine's too.
+MAX_RESAMPLES = 10_000_000
+MAX_SUBSETS = 1_000_000
 
 
 # --------------------------------------------------------------------------------------------
 # shared machinery
 # --------------------------------------------------------------------------------------------
+def _check_ranking_input(rq_values, names) -> None:
+    """Checks of rank_quantizers / rank_stability beyond the shapes: r_Q (and the MIS) are
+    never negative, and names are distinct strings."""
+    arr = np.asarray(rq_values)
+    if arr.dtype.kind in "iuf" and arr.size and (arr < 0).any():
+        i = tuple(int(v[0]) for v in np.nonzero(arr < 0))
+        raise MisValueError(
+            f"rq_values must be >= 0 (r_Q and the MIS are never negative); found {arr[i]} at "
+            f"{i} ({int((arr < 0).sum())} negative values)"
+        )
+    if names is not None:
+        if isinstance(names, (str, bytes)) or not hasattr(names, "__iter__"):
+            raise MisValueError(f"names must be a sequence of strings; got {names!r:.60}")
+        names = list(names)
+        bad = [n for n in names if not isinstance(n, str)]
+        if bad:
+            raise MisValueError(f"names must be strings; got {bad[0]!r}")
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise MisValueError(f"names must be distinct; {dup} repeat")
+
+
+def _check_work(count, name: str, ceiling: int, nbytes_each: int) -> int:
+    """``count`` as a positive int within ``ceiling``, whose memory fits the machine."""
+    count = positive_int(count, name)
+    if count > ceiling:
+        raise ResourceLimitError(f"{name} must be at most {ceiling:,}; got {count:,}")
+    check_memory(count * nbytes_each, f"{name}={count:,}")
+    return count
+
+
 def _check_values(values, name: str, allow_1d: bool = False) -> np.ndarray:
     arr = np.asarray(values)
     shapes = "(n_runs, n_quantizers)" + (" or (n_quantizers,)" if allow_1d else "")
@@ -310,13 +352,14 @@ def rank_quantizers(
         NaN when Δ̂ is infinite); the order is called significant when the
         interval's lower bound is above 0.
     """
-    _check_common(statistic, inf_policy, confidence_level)
+    _check_common(statistic, inf_policy, probability(confidence_level, "confidence_level"))
     v = _check_values(rq_values, "rq_values")
+    _check_ranking_input(v, names)
     n_runs, n_q = v.shape
     if n_runs < 2:
         raise MisValueError(f"rq_values must hold at least 2 runs to bootstrap; got {n_runs}")
     names = _check_names(names, n_q)
-    n_resamples = positive_int(n_resamples, "n_resamples")
+    n_resamples = _check_work(n_resamples, "n_resamples", MAX_RESAMPLES, 8 * (n_runs + 3 * n_q))
     gen = as_generator(rng)
     level = float(confidence_level)
 
@@ -471,9 +514,10 @@ def rank_stability(
     """
     _check_common(statistic, inf_policy)
     v = _check_values(rq_values, "rq_values")
+    _check_ranking_input(v, names)
     n_runs, n_q = v.shape
     names = _check_names(names, n_q)
-    n_subsets = positive_int(n_subsets, "n_subsets")
+    n_subsets = _check_work(n_subsets, "n_subsets", MAX_SUBSETS, 8 * (2 * n_runs + 3 * n_q + 8))
     ks = tuple(positive_int(k, "k_runs entries") for k in np.atleast_1d(k_runs).tolist())
     if not ks:
         raise MisValueError("k_runs must hold at least one subset size")

@@ -42,12 +42,17 @@ import numpy as np
 
 from mis._kernels import rq as _k
 from mis._progress import progress_bar
-from mis._validation import integer
+from mis._validation import as_array, integer
 from mis.exceptions import DegenerateStatisticWarning, MisValueError
 
 __all__ = ["RqBatchResult", "RqResult", "rq", "rq_batch"]
 
 _CHUNK_BYTES = 128 * 2**20  # rq_batch streams over runs in chunks of about this size
+# float64 blocks whose largest |loss| lies outside [2**-200, 2**200] are rescaled by a power
+# of two first: exact, r_Q is scale-invariant, and the squares of the kernel then neither
+# overflow nor underflow (float32 blocks cannot reach that range)
+_SAFE_LO = 2.0**-200
+_SAFE_HI = 2.0**200
 
 
 @dataclass(frozen=True)
@@ -140,7 +145,7 @@ def _check_numeric(arr: np.ndarray, name: str) -> None:
 
 def _hash_codes(qhash, shape: tuple[int, ...]) -> np.ndarray:
     """``qhash`` as int64 codes with the same equality pattern (any dtype that sorts)."""
-    h = np.asarray(qhash)
+    h = as_array(qhash, "qhash")
     if h.shape != shape:
         raise MisValueError(
             f"qhash must have shape {shape} (one hash per checkpoint of val_losses); "
@@ -153,6 +158,30 @@ def _hash_codes(qhash, shape: tuple[int, ...]) -> np.ndarray:
         raise MisValueError("qhash must not contain NaN")
     _, codes = np.unique(h.reshape(-1), return_inverse=True)
     return np.ascontiguousarray(codes.reshape(shape).astype(np.int64))
+
+
+def _rescaled(blocks: np.ndarray) -> np.ndarray:
+    """``blocks`` (..., n_checkpoints, n_val), float64, with every block whose largest
+    absolute loss lies outside [2**-200, 2**200] multiplied by a power of two that brings it
+    into [0.5, 1) (a copy only then).
+
+    Multiplying by a power of two is exact and r_Q = min δ_k²/(2σ_k²) is scale-invariant, so
+    the result is the same bit for bit as the unscaled computation wherever that one neither
+    overflows nor underflows, and right where it would (``rq(L * 1e300)`` = ``rq(L)``).
+    """
+    if blocks.dtype != np.float64 or blocks.size == 0:
+        return blocks
+    with np.errstate(invalid="ignore"):
+        hi = blocks.max(axis=(-2, -1))
+        lo = blocks.min(axis=(-2, -1))
+        m = np.maximum(hi, -lo)
+        bad = np.isfinite(m) & ((m > _SAFE_HI) | ((m < _SAFE_LO) & (m > 0)))
+    if not bad.any():
+        return blocks
+    out = np.array(blocks, dtype=np.float64, copy=True)
+    exps = np.frexp(m[bad])[1]
+    out[bad] = np.ldexp(out[bad], -exps[..., None, None])
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -193,10 +222,13 @@ def rq(val_losses, qhash=None, *, ddof: int = 1) -> RqResult:
     Notes
     -----
     r_Q is computed as min_{k≥2} δ_k²/(2σ_k²), which equals lines 17–18 of
-    Algorithm 1. Sums are in float64 whatever the input dtype.
+    Algorithm 1. Sums are in float64 whatever the input dtype. r_Q does not change when
+    every loss is multiplied by the same positive constant; losses whose magnitude would
+    overflow or underflow the squares (beyond 2**±200) are first rescaled by a power of
+    two, exactly.
     """
     ddof = integer(ddof, "ddof", minimum=0)
-    L = np.asarray(val_losses)
+    L = as_array(val_losses, "val_losses")
     _check_numeric(L, "val_losses")
     _check_losses_shape(L.shape, 2, ddof)
     L = np.ascontiguousarray(L, dtype=np.float64)
@@ -207,6 +239,7 @@ def rq(val_losses, qhash=None, *, ddof: int = 1) -> RqResult:
             f"val_losses must be finite; found {L[k, i]} at checkpoint {k}, sample {i} "
             f"({int(bad.sum())} non-finite values)"
         )
+    L = _rescaled(L[None])[0]
     K = L.shape[0]
     use_hash = qhash is not None
     h = _hash_codes(qhash, (K,)) if use_hash else np.zeros(K, dtype=np.int64)
@@ -309,7 +342,7 @@ def rq_batch(
     """
     ddof = integer(ddof, "ddof", minimum=0)
     if not hasattr(val_losses, "shape") or not hasattr(val_losses, "dtype"):
-        val_losses = np.asarray(val_losses)
+        val_losses = as_array(val_losses, "val_losses")
     _check_numeric(val_losses, "val_losses")
     _check_losses_shape(tuple(val_losses.shape), 4, ddof)
     R, Q, K, N = val_losses.shape
@@ -329,7 +362,7 @@ def rq_batch(
     bar = progress_bar(starts, total=math.ceil(R / step), desc="r_Q chunks", enabled=progress)
     for r0 in bar:
         r1 = min(r0 + step, R)
-        chunk = _kernel_ready(np.asarray(val_losses[r0:r1]))
+        chunk = _rescaled(_kernel_ready(np.asarray(val_losses[r0:r1])))
         Hc = H[r0:r1] if use_hash else H
         _k.rq_many(
             chunk, Hc, use_hash, ddof,

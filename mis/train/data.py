@@ -22,12 +22,17 @@ Images are kept as ``uint8`` NCHW arrays in memory (CIFAR-10's 50,000 training i
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import dataclasses
+import functools
 import io
+import math
 import os
 import pickle
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -242,16 +247,121 @@ _ALLOWED_GLOBALS = frozenset(
 )
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Admits builtin containers (opcodes, no globals) and numpy arrays; refuses anything else."""
+#: Memory a data file may make the unpickler allocate, besides its own bytes: a legitimate
+#: CIFAR batch holds its data (each array costs about twice its size while it is rebuilt),
+#: so allocations beyond a few times the file size mean a crafted file.
+_UNPICKLE_FACTOR = 4
+_UNPICKLE_SLACK = 16 * 2**20
+
+
+class _RestrictedUnpickler(pickle._Unpickler):
+    """Admits builtin containers (opcodes, no globals) and numpy arrays; refuses anything else.
+
+    The memory the file makes us allocate is metered against a budget proportional to its
+    size (:data:`_UNPICKLE_FACTOR` × size + 16 MiB): a call of an allowed global that would
+    allocate more (``bytearray(10**12)``, an array of a huge shape, a chain of expanding
+    codecs) or arrays rebuilt past the budget are refused before the allocation. The pure
+    Python unpickler is used so that rebuilding an array (BUILD) can be metered.
+    """
+
+    dispatch: ClassVar[dict] = dict(pickle._Unpickler.dispatch)
+
+    def __init__(self, file, *, encoding: str, budget: int):
+        super().__init__(file, encoding=encoding)
+        self._budget = budget
+        self._array_type = self._ndarray  # one bound method, recognised by _reconstruct
+
+    def _spend(self, nbytes: int, what: str) -> None:
+        self._budget -= int(nbytes)
+        if self._budget < 0:
+            raise pickle.UnpicklingError(
+                f"refused to load: {what} would allocate more memory than a data file of this "
+                "size can hold (a crafted file?)"
+            )
 
     def find_class(self, module, name):
-        if (module, name) in _ALLOWED_GLOBALS:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(
-            f"refused to load global {module}.{name}: only builtin containers and numpy "
-            "arrays are allowed in a data file"
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(
+                f"refused to load global {module}.{name}: only builtin containers and numpy "
+                "arrays are allowed in a data file"
+            )
+        real = super().find_class(module, name)
+        if name == "ndarray":
+            return self._array_type
+        if name == "bytearray":
+            return self._bytearray
+        if name == "encode":
+            return self._encode
+        if name == "_reconstruct":
+            return functools.partial(self._reconstruct, real)
+        return real
+
+    def _bytearray(self, source=b"", *args):
+        if isinstance(source, bool) or not isinstance(source, (int, bytes, bytearray, str)):
+            raise pickle.UnpicklingError(f"refused to load: bytearray of a {type(source).__name__}")
+        size = (
+            source
+            if isinstance(source, int)
+            else len(source) * (4 if isinstance(source, str) else 1)
         )
+        self._spend(max(size, 0), f"bytearray({size})")
+        return bytearray(source, *args)
+
+    def _encode(self, obj, encoding="utf-8", errors="strict"):
+        # Python 3 pickles bytes under protocol < 3 as _codecs.encode(str, "latin1"): allow
+        # exactly that (other codecs can expand their input, and chain)
+        if not isinstance(obj, str) or str(encoding).lower().replace("_", "-") not in (
+            "latin1",
+            "latin-1",
+            "iso-8859-1",
+        ):
+            raise pickle.UnpicklingError(
+                "refused to load: _codecs.encode is allowed only for (str, 'latin1')"
+            )
+        self._spend(len(obj), "a byte string")
+        return codecs.encode(obj, "latin1", errors)
+
+    def _ndarray(self, shape=(), dtype=float, *args, **kwargs):
+        """``numpy.ndarray`` called by the file (legitimate files only name it, as the
+        subtype of ``_reconstruct``): metered like an allocation of that shape."""
+
+        def make(subtype, shape, dtype, *a, **k):
+            return np.ndarray(shape, dtype, *a, **k)
+
+        return self._reconstruct(make, np.ndarray, shape, dtype, *args, **kwargs)
+
+    def _reconstruct(self, real, subtype, shape, dtype, *args, **kwargs):
+        if subtype is self._array_type:
+            subtype = np.ndarray
+        if not (isinstance(subtype, type) and issubclass(subtype, np.ndarray)):
+            raise pickle.UnpicklingError("refused to load: an array of a non-array type")
+        try:
+            n = math.prod(int(v) for v in (shape if isinstance(shape, tuple) else (shape,)))
+            itemsize = np.dtype(dtype).itemsize
+        except (TypeError, ValueError) as exc:
+            raise pickle.UnpicklingError(f"refused to load: invalid array header ({exc})") from None
+        self._spend(n * itemsize, f"an array of shape {shape}")
+        return real(subtype, shape, dtype, *args, **kwargs)
+
+    def load_build(self):
+        inst = self.stack[-2] if len(self.stack) >= 2 else None
+        pickle._Unpickler.load_build(self)
+        if isinstance(inst, np.ndarray):
+            self._spend(inst.nbytes, f"an array of {inst.nbytes} bytes")
+
+    dispatch[pickle.BUILD[0]] = load_build
+
+
+def _remaining_bytes(f) -> int | None:
+    """Bytes left to read in a binary file object (None when it cannot tell)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        return max(os.fstat(f.fileno()).st_size - f.tell(), 0)
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        here = f.tell()
+        end = f.seek(0, os.SEEK_END)
+        f.seek(here)
+        return max(end - here, 0)
+    return None
 
 
 def restricted_load(file, *, encoding: str = "bytes"):
@@ -259,17 +369,28 @@ def restricted_load(file, *, encoding: str = "bytes"):
 
     Dicts, lists, tuples, strings, bytes and numbers come from pickle opcodes and need no
     global; numpy arrays need the few numpy reconstruction functions listed in
-    ``_ALLOWED_GLOBALS`` (plus ``_codecs.encode``, which Python 3 uses for bytes under pickle
-    protocol 2). Any other global (``os.system``, ``builtins.eval``, a class…) is
-    refused with :class:`pickle.UnpicklingError` before it can be called.
+    ``_ALLOWED_GLOBALS`` (plus ``_codecs.encode`` for ``(str, "latin1")``, which Python 3
+    uses for bytes under pickle protocol 2). Any other global (``os.system``,
+    ``builtins.eval``, a class…) is refused with :class:`pickle.UnpicklingError` before it
+    can be called, and so is a file that would make the unpickler allocate more than a few
+    times its own size (see :class:`_RestrictedUnpickler`).
 
     ``encoding="bytes"`` matches the official CIFAR files (pickled by Python 2): dictionary
     keys come back as ``bytes``.
     """
     if isinstance(file, (str, os.PathLike)):
         with open(file, "rb") as f:
-            return _RestrictedUnpickler(f, encoding=encoding).load()
-    return _RestrictedUnpickler(file, encoding=encoding).load()
+            return restricted_load(f, encoding=encoding)
+    size = _remaining_bytes(file)
+    budget = _UNPICKLE_FACTOR * (size if size is not None else 2**30) + _UNPICKLE_SLACK
+    try:
+        return _RestrictedUnpickler(file, encoding=encoding, budget=budget).load()
+    except (pickle.UnpicklingError, MemoryError):
+        raise
+    except EOFError:
+        raise pickle.UnpicklingError("not a complete pickle (the file is truncated)") from None
+    except Exception as exc:  # malformed opcodes: the pure-Python unpickler's raw errors
+        raise pickle.UnpicklingError(f"not a valid pickle ({type(exc).__name__}: {exc})") from None
 
 
 def _missing(what: str, root: Path, expected: list[str]) -> FileNotFoundError:
@@ -288,7 +409,10 @@ def _key(d: dict, name: str):
 
 
 def _read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
-    d = restricted_load(path)
+    try:
+        d = restricted_load(path)
+    except pickle.UnpicklingError as exc:
+        raise MisValueError(f"{path} is not a CIFAR python batch: {exc}") from None
     if not isinstance(d, dict):
         raise MisValueError(f"{path} does not hold a dict (got {type(d).__name__})")
     data = np.asarray(_key(d, "data"), dtype=np.uint8)

@@ -35,6 +35,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import shutil
+import socket
 import time
 import uuid
 import warnings
@@ -44,10 +46,9 @@ from typing import Any
 
 import torch
 
-from mis._validation import boolean, integer, string
+from mis._validation import boolean, integer, real, string
 from mis.exceptions import MisValueError, StoreCorruptError
-from mis.store import RunStore
-from mis.train.jobs import DONE, JobSpec, ProcessExecutor, SerialExecutor, run_job
+from mis.train.jobs import JobSpec, ProcessExecutor, SerialExecutor, pending_jobs, run_job
 
 __all__ = ["EXECUTORS", "DaskExecutor", "make_executor"]
 
@@ -75,6 +76,49 @@ def _job_label(fn: Callable) -> str:
     return getattr(fn, "__name__", "job").replace("-", "_")
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _check_scheduler(sched) -> None:
+    """A scheduler is an address ``scheme://host[:port]`` or a (JSON) scheduler file."""
+    text = str(sched)
+    if text == "":
+        raise MisValueError("scheduler must be an address (tcp://host:8786) or a scheduler file")
+    if "://" in text:
+        scheme, _, rest = text.partition("://")
+        if not scheme or not rest or any(c.isspace() for c in text):
+            raise MisValueError(
+                f"scheduler must be an address like tcp://host:8786 or a scheduler file; "
+                f"got {text!r}"
+            )
+        host, _, port = rest.rpartition(":")
+        if port and host and not port.isdigit():
+            raise MisValueError(f"scheduler port must be a number; got {text!r}")
+        if port.isdigit() and not 0 < int(port) < 65536:
+            raise MisValueError(f"scheduler port must be in [1, 65535]; got {text!r}")
+        return
+    path = Path(text)
+    if path.exists() and not path.is_file():
+        raise MisValueError(f"scheduler file {text!r} is a directory")
+    if not path.exists() and not text.endswith(".json"):
+        raise MisValueError(
+            f"scheduler must be an address like tcp://host:8786 or an existing scheduler file; "
+            f"got {text!r}"
+        )
+
+
+def _probe_tcp(address: str, timeout: float) -> None:
+    """Fail at once (``ConnectionRefusedError``) when nothing listens at a ``tcp://`` address,
+    instead of Dask's retries until the timeout."""
+    scheme, _, rest = address.partition("://")
+    host, _, port = rest.rpartition(":")
+    if scheme != "tcp" or not port.isdigit() or not host:
+        return
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+        pass
+
+
 def _call_with_torch_threads(threads: int, fn: Callable, item):
     """Run ``fn(item)`` with ``torch.set_num_threads(threads)`` (runs on the worker)."""
     torch.set_num_threads(threads)
@@ -87,24 +131,18 @@ def _sees(path: str) -> bool:  # runs on each worker
 
 def _finished_jobs(fn: Callable, items: list) -> list[int]:
     """Positions of the items that ``fn`` would skip: ``fn`` is ``partial(run_job, job)``,
-    the item a JobSpec whose ``done`` marker is in its store (one manifest read per store).
+    the item a JobSpec that is finished in its store (:func:`~mis.train.jobs.pending_jobs`:
+    marker, identity and verified outputs; one manifest read per store).
     """
     if not (isinstance(fn, functools.partial) and fn.func is run_job):
         return []
-    done: dict[str, set] = {}
-    out = []
-    for i, spec in enumerate(items):
-        if not isinstance(spec, JobSpec):
-            return []
-        if spec.store not in done:
-            try:  # opening checks every listed file exists with its size
-                names = RunStore(spec.store, create=False).names()
-            except (FileNotFoundError, StoreCorruptError):
-                names = []  # the job itself will create the store / report the damage
-            done[spec.store] = set(names)
-        if f"{spec.name}/{DONE}" in done[spec.store]:
-            out.append(i)
-    return out
+    if not all(isinstance(spec, JobSpec) for spec in items):
+        return []
+    try:
+        todo = {id(s) for s in pending_jobs(items)}
+    except (FileNotFoundError, StoreCorruptError):
+        return []  # the jobs themselves will create the store / report the damage
+    return [i for i, spec in enumerate(items) if id(spec) not in todo]
 
 
 class DaskExecutor:
@@ -148,6 +186,9 @@ class DaskExecutor:
         worker sees the run store (a probe file written here), and raise if one does not.
     shared_timeout : float, default 60
         How long a worker may take to see the probe (NFS attribute caching).
+    connect_timeout : float, default 10
+        Seconds to wait for a scheduler (address or scheduler file) to answer; then a
+        :class:`ConnectionError` names the address.
     cluster_kwargs
         Passed to :class:`distributed.LocalCluster` (e.g. ``memory_limit="8GiB"``).
 
@@ -172,6 +213,7 @@ class DaskExecutor:
         torch_threads: int | None = None,
         check_shared: bool = True,
         shared_timeout: float = 60.0,
+        connect_timeout: float = 10.0,
         **cluster_kwargs: Any,
     ):
         if scheduler is not None and client is not None:
@@ -194,7 +236,15 @@ class DaskExecutor:
         ):
             if value is not None:
                 integer(value, pname, low)
-        res = {str(k): float(v) for k, v in (resources or {}).items()}
+        real(shared_timeout, "shared_timeout", 0.0)
+        real(connect_timeout, "connect_timeout", 0.0, open_lo=True)
+        if isinstance(scheduler, (str, os.PathLike)):
+            _check_scheduler(scheduler)
+        if resources is not None and not isinstance(resources, Mapping):
+            raise MisValueError(f"resources must be a mapping name -> amount; got {resources!r}")
+        res = {}
+        for k, v in (resources or {}).items():
+            res[str(k)] = real(v, f"resources[{k!r}]", 0.0, open_lo=True)
         if gpu:
             res.setdefault("GPU", 1.0)
         if gpu and not remote:
@@ -214,49 +264,79 @@ class DaskExecutor:
         self.torch_threads = torch_threads
         self.check_shared = check_shared
         self.shared_timeout = float(shared_timeout)
+        self.connect_timeout = float(connect_timeout)
         self.cluster_kwargs = cluster_kwargs
         self._client = client
         self._owned: list = []  # (client, cluster) started by __enter__, closed by close()
 
     # -- connection -------------------------------------------------------------------------
-    def _connect(self):
-        """A fresh ``(client, cluster_or_None)``; the cluster is None unless started here."""
+    def _connect(self, local_dir: Path | None = None):
+        """A fresh ``(client, cluster_or_None)``; the cluster is None unless started here.
+
+        ``local_dir``: where a local cluster's scheduler and workers keep their scratch files
+        (default Dask's, the system's temporary directory).
+        """
         distributed = _import_distributed()
         if self.scheduler is None:
             kwargs = {"dashboard_address": ":0", "processes": True, **self.cluster_kwargs}
-            cluster = distributed.LocalCluster(
-                n_workers=self.n_workers,
-                threads_per_worker=self.threads_per_worker or 1,
-                scheduler_kwargs={"allowed_failures": self.allowed_failures},
-                **kwargs,
-            )
+            where = contextlib.nullcontext()
+            if local_dir is not None and "local_directory" not in kwargs:
+                local_dir.mkdir(parents=True, exist_ok=True)
+                kwargs["local_directory"] = str(local_dir)
+                import dask  # installed with dask.distributed (the optional extra mis[dask])
+
+                where = dask.config.set({"temporary-directory": str(local_dir)})
+            with where:
+                cluster = distributed.LocalCluster(
+                    n_workers=self.n_workers,
+                    threads_per_worker=self.threads_per_worker or 1,
+                    scheduler_kwargs={"allowed_failures": self.allowed_failures},
+                    **kwargs,
+                )
             try:
                 return distributed.Client(cluster, set_as_default=False), cluster
             except BaseException:
                 cluster.close()
                 raise
         sched = self.scheduler
-        if isinstance(sched, (str, os.PathLike)):
-            path = Path(sched)
-            if str(sched).endswith(".json") or path.is_file():
-                if not path.is_file():
-                    raise MisValueError(f"scheduler file {str(path)!r} does not exist")
-                return distributed.Client(scheduler_file=str(path), set_as_default=False), None
-            return distributed.Client(str(sched), set_as_default=False), None
-        return distributed.Client(sched, set_as_default=False), None  # a Cluster object
+        timeout = self.connect_timeout
+        try:
+            if isinstance(sched, (str, os.PathLike)):
+                path = Path(sched)
+                if str(sched).endswith(".json") or path.is_file():
+                    if not path.is_file():
+                        raise MisValueError(f"scheduler file {str(path)!r} does not exist")
+                    client = distributed.Client(
+                        scheduler_file=str(path), set_as_default=False, timeout=timeout
+                    )
+                    return client, None
+                _probe_tcp(str(sched), timeout)
+                return distributed.Client(str(sched), set_as_default=False, timeout=timeout), None
+            return distributed.Client(sched, set_as_default=False, timeout=timeout), None
+        except (OSError, TimeoutError, ValueError) as exc:
+            if isinstance(exc, MisValueError):
+                raise
+            waited = f" within {timeout:g} s" if "time" in str(exc).lower() else ""
+            raise ConnectionError(
+                f"could not connect to the Dask scheduler {str(sched)!r}{waited} "
+                f"({type(exc).__name__}: {_one_line(exc)}); is it running, and is the address "
+                "right (tcp://host:port, or the scheduler file)?"
+            ) from None
 
     @contextlib.contextmanager
-    def _session(self) -> Iterator[Any]:
+    def _session(self, local_dir: Path | None = None) -> Iterator[Any]:
         if self._client is not None:
             yield self._client
             return
-        client, cluster = self._connect()
+        client, cluster = self._connect(local_dir)
         try:
             yield client
         finally:
             client.close()
             if cluster is not None:
                 cluster.close()
+                if local_dir is not None:
+                    shutil.rmtree(local_dir, ignore_errors=True)
 
     @property
     def client(self):
@@ -367,7 +447,10 @@ class DaskExecutor:
         label = _job_label(fn)
         token = uuid.uuid4().hex[:8]
         nxt = 0
-        with self._session() as client:
+        stores = [Path(items[i].store) for i in todo if isinstance(items[i], JobSpec)]
+        # a local cluster started for these jobs keeps its scratch files in the run store
+        local_dir = stores[0] / ".scratch" / f"dask-{token}" if stores else None
+        with self._session(local_dir) as client:
             self._check_resources(client)
             self._check_shared_store(client, [items[i] for i in todo])
             futures = client.map(

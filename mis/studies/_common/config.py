@@ -53,5 +53,7 @@ def load_toml(path) -> dict:
             return tomllib.load(f)
     except FileNotFoundError:
         raise MisValueError(f"config file not found: {p}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise MisValueError(f"config file {p} is not valid TOML: {exc}") from None
+    except OSError as exc:  # a directory, no permission, ...
+        raise MisValueError(f"config file {p} cannot be read: {exc.strerror or exc}") from None

@@ -33,6 +33,7 @@ so a cached result equals a recomputed one) and skipped when present.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import warnings
 from pathlib import Path
@@ -51,6 +52,8 @@ from mis.studies.audit.jobs import quant_name
 from mis.studies.audit.seeds import BAND, BOOT, TESTS
 
 __all__ = ["analyse"]
+
+log = logging.getLogger(__name__)
 
 
 def _band_grid(n_neg: int, points: int) -> np.ndarray:
@@ -118,7 +121,10 @@ def _analyse_one(cfg: Config, v: Variant, attack: str, scores, fp_scores, keep_t
 def _cached(path: Path, compute):
     """Load ``path`` (JSON, NaN allowed) or compute, write atomically and return it."""
     if path.exists():
-        return json.loads(path.read_text())
+        try:
+            return json.loads(path.read_text())
+        except ValueError:  # a damaged cache (interrupted copy, edit): recompute it
+            log.warning("%s is not valid JSON; recomputing it", path)
     value = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(value, sort_keys=True))

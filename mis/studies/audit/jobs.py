@@ -25,7 +25,7 @@ import torch
 
 from mis.attacks import lira_signal, loss_threshold, true_class_probability
 from mis.exceptions import MisValueError
-from mis.quant import Calibration, quantization_report, quantize_model, select_calibration
+from mis.quant import quantization_report, quantize_model, select_calibration
 from mis.store import RunStore
 from mis.studies._common import derive_seed, torch_threads
 from mis.studies.audit.config import Config
@@ -176,7 +176,7 @@ def quant_job(config: Mapping[str, Any], index: int, seed: int, scratch) -> dict
             rng=derive_seed(cfg.study.seed, CALIB, m),
         )
         if device.type != "cpu":
-            cal = Calibration(tuple(t.to(device) for t in cal.data), cal.indices, keep_row)
+            cal = cal.to(device)
         qmodel = quantize_model(model, qconfig, cal)
         out, _ = _evaluate([qmodel], data, cfg, device)
     out = {k: arr[0] for k, arr in out.items()}

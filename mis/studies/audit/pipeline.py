@@ -61,9 +61,12 @@ from mis.exceptions import MisValueError
 from mis.store import RunStore
 from mis.studies._common import (
     TimingLog,
+    audit_footprint,
     check_out_config,
+    check_resources,
     derive_seed,
     job_spec,
+    locked_output,
     run_stage,
     versions,
 )
@@ -89,6 +92,7 @@ PAPER = (
 STAGES = ("train", "quantize", "attack")
 
 
+@locked_output
 def run_audit(
     config: Config,
     out,
@@ -131,6 +135,7 @@ def run_audit(
     if stop_after not in (None, *STAGES):
         raise MisValueError(f"stop_after must be None or one of {list(STAGES)}; got {stop_after!r}")
     t_start = time.perf_counter()
+    check_resources("the audit", out=out, **audit_footprint(config))
     data = load_data(config)  # fails early with a clear message when files are missing
     out = Path(out)
     cfg_path = check_out_config(out, config.as_dict(), "audit")

@@ -41,8 +41,11 @@ from mis.studies._common import (
     ORIGINAL,
     TimingLog,
     check_out_config,
+    check_resources,
     job_spec,
     local_executor,
+    locked_output,
+    molecular_footprint,
     run_stage,
     versions,
 )
@@ -56,6 +59,7 @@ __all__ = ["run_molecular"]
 log = logging.getLogger(__name__)
 
 
+@locked_output
 def run_molecular(
     config: Config,
     out,
@@ -91,6 +95,7 @@ def run_molecular(
         raise MisValueError(
             f"config must be a mis.studies.molecular.Config; got {type(config).__name__}"
         )
+    check_resources("the molecular study", out=out, **molecular_footprint(config))
     out = Path(out)
     cfg_path = check_out_config(out, config.as_dict(), "molecular study")
     store_path = out / "store"

@@ -58,9 +58,12 @@ from mis.studies._common import (
     ORIGINAL,
     TimingLog,
     check_out_config,
+    check_resources,
     job_spec,
     local_executor,
+    locked_output,
     run_stage,
+    synthetic_footprint,
     versions,
 )
 from mis.studies.synthetic.analysis import analyse_setting, summary
@@ -83,6 +86,7 @@ log = logging.getLogger(__name__)
 STAGES = ("train", "mis")
 
 
+@locked_output
 def run_synthetic(
     config: Config,
     out,
@@ -121,6 +125,7 @@ def run_synthetic(
         )
     if stop_after not in (None, *STAGES):
         raise MisValueError(f"stop_after must be None, 'train' or 'mis'; got {stop_after!r}")
+    check_resources("the synthetic study", out=out, **synthetic_footprint(config))
     out = Path(out)
     cfg_path = check_out_config(out, config.as_dict(), "study", ignore=("study.workers",))
     store_path = out / "store"

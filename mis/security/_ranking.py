@@ -433,8 +433,8 @@ class RankStability:
         Spearman ρ between the same subset's statistic and that of the *other*
         n_runs − k runs (disjoint halves: not optimistic; NaN when k = n_runs).
     spearman_ci, spearman_disjoint_ci : ndarray, shape (len(k_runs), 2)
-        Percentile intervals of the mean ρ per subset size from a bootstrap over runs
-        (each resample of the runs redraws the subsets); NaN without resamples.
+        Basic bootstrap intervals of the mean ρ per subset size, resampling the runs (each
+        resample redraws the subsets); NaN without resamples.
     n_resamples : int
     confidence_level : float
     """
@@ -551,8 +551,9 @@ def rank_stability(
             order = np.lexsort((kr, -row))
             freq[i, order, np.arange(n_q)] += 1.0
     freq /= n_subsets
+    observed = (_nanmean_rows(rho), _nanmean_rows(rho_dis))
     ci, ci_dis = _stability_intervals(
-        [v], ks, n_subsets, n_resamples, confidence_level, gen, statistic, inf_policy
+        [v], ks, n_subsets, n_resamples, confidence_level, gen, statistic, inf_policy, observed
     )
     n_nan = int(np.isnan(rho).sum())
     if n_nan:
@@ -615,8 +616,16 @@ def _pooled_rhos(blocks, ks, n_subsets, gen, statistic, inf_policy):
     return out
 
 
-def _stability_intervals(blocks, ks, n_subsets, n_resamples, level, gen, statistic, inf_policy):
-    """Bootstrap-over-runs percentile intervals of the mean ρ per subset size, both variants."""
+def _stability_intervals(
+    blocks, ks, n_subsets, n_resamples, level, gen, statistic, inf_policy, observed
+):
+    """Bootstrap-over-runs intervals of the mean ρ per subset size, both variants.
+
+    Basic (reverse-percentile) intervals ``[2θ̂ − q_hi, 2θ̂ − q_lo]`` around the observed
+    means ``observed`` (2, len(ks)), clipped to [−1, 1]: resampling runs with replacement
+    puts copies of a run both in a subset and in the rest, which biases this statistic
+    upwards, and the basic interval removes that shift (Davison & Hinkley 1997, §5.2).
+    """
     nan = np.full((len(ks), 2), np.nan)
     if not n_resamples:
         return nan, nan.copy()
@@ -627,10 +636,13 @@ def _stability_intervals(blocks, ks, n_subsets, n_resamples, level, gen, statist
             res = [v[gen.integers(0, v.shape[0], v.shape[0])] for v in blocks]
             means[b] = np.nanmean(_pooled_rhos(res, ks, n_subsets, gen, statistic, inf_policy), 2)
     alpha = (1.0 - level) / 2.0
-    ci = np.empty((2, len(ks), 2))
+    ci = np.full((2, len(ks), 2), np.nan)
     for j in range(2):
         for i in range(len(ks)):
-            ci[j, i] = _percentile_pair(means[:, j, i], alpha)
+            lo, hi = _percentile_pair(means[:, j, i], alpha)
+            est = observed[j][i]
+            if math.isfinite(est):
+                ci[j, i] = (max(-1.0, 2 * est - hi), min(1.0, 2 * est - lo))
     return ci[0], ci[1]
 
 
@@ -714,8 +726,9 @@ def pooled_rank_stability(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         rho = _pooled_rhos(blocks, ks, n_subsets, gen, statistic, inf_policy)
+    observed = (_nanmean_rows(rho[0]), _nanmean_rows(rho[1]))
     ci, ci_dis = _stability_intervals(
-        blocks, ks, n_subsets, n_resamples, confidence_level, gen, statistic, inf_policy
+        blocks, ks, n_subsets, n_resamples, confidence_level, gen, statistic, inf_policy, observed
     )
     return PooledStability(
         k_runs=ks,

@@ -152,10 +152,11 @@ def run_synthetic(
                 )
             )
     log.info(
-        "[train] %d setting(s) × %d runs × %d epochs, %d quantizers: %d jobs",
+        "[train] %d setting(s) × %d runs × %d epochs (batch %s), r_Q of %d quantizers: %d jobs",
         len(settings),
         config.study.runs,
         config.train.epochs,
+        config.train.batch_size or "full",
         len(config.trajectory.quantizers),
         len(specs),
     )

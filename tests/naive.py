@@ -568,8 +568,8 @@ def _stored_values(codes, scale, bias):
 
 
 def stream_update(
-    flat, scale, prev, mult, epoch, phi_t, y, n_changes, count, fp, table, codes, scales,
-    biases, means, m2, epochs, zrow, n_incr, losses,
+    flat, scale, prev, mult, epoch, phi_t, y, n_changes, count, fp, table, pid, pool, n_pool,
+    scales, biases, means, m2, epochs, zrow, n_incr, losses,
 ):  # fmt: skip
     """Each row that differs from ``prev``: counted; its point looked up among the row's
     stored points by value (the hash table mirrors the kernel's open addressing); a new
@@ -591,16 +591,20 @@ def stream_update(
         zz, _ = _naive_losses(flat[r], c_out, phi_t, y)
         zrow[r, : 1 if c_out == 2 else c_out] = zz[: 1 if c_out == 2 else c_out]
         h = sum(int(b) * int(m) for b, m in zip(bits[r], mult, strict=True)) & _MASK64
-        stored = [_stored_values(codes[r, e], scales[r, e], biases[r, e]) for e in range(count[r])]
+        stored = [
+            _stored_values(pool[pid[r, e]], scales[r, e], biases[r, e]) for e in range(count[r])
+        ]
         if any(np.array_equal(v, flat[r]) for v in stored):
             continue
         e = int(count[r])
-        if e >= fp.shape[1]:
+        if e >= fp.shape[1] or n_pool[0] >= pool.shape[0]:
             return 10  # FULL
         q = flat[r, c_out:] / scale[r]
         if not (np.all(q == np.floor(q)) and np.all(np.abs(q) <= 127)):
             return 11  # NOT_A_CODE
-        codes[r, e] = q.astype(np.int8)
+        pool[n_pool[0]] = q.astype(np.int8)  # the next free row of the pool
+        pid[r, e] = n_pool[0]
+        n_pool[0] += 1
         scales[r, e] = scale[r]
         biases[r, e] = flat[r, :c_out]
         _, losses[:] = _naive_losses(flat[r], c_out, phi_t, y)
@@ -617,8 +621,8 @@ def stream_update(
 
 
 def stream_finalize(
-    count, codes, scales, biases, means, m2, epochs, phi_t, y, ddof, keep_best, rq, rq_kept,
-    delta2, best_epoch, argmin_rank, n_recomputed, status,
+    count, pid, pool, scales, biases, means, m2, epochs, phi_t, y, ddof, keep_best, rq,
+    rq_kept, delta2, best_epoch, argmin_rank, n_recomputed, status,
 ):  # fmt: skip
     """Algorithm 1 as written (lines 11–18) over every stored point of each row, losses
     recomputed for all of them; ``rq_kept`` over the ``keep_best`` lowest-mean points.
@@ -637,12 +641,8 @@ def stream_finalize(
             rq[r] = rq_kept[r] = np.inf
             delta2[r], argmin_rank[r], status[r] = np.nan, 0, 2
             continue
-        L = [
-            _naive_losses(_stored_values(codes[r, e], scales[r, e], biases[r, e]), c_out, phi_t, y)[
-                1
-            ]
-            for e in order
-        ]
+        points = [_stored_values(pool[pid[r, e]], scales[r, e], biases[r, e]) for e in order]
+        L = [_naive_losses(v, c_out, phi_t, y)[1] for v in points]
         m = [means[r, e] for e in order]
         ratios = []
         for k in range(1, d):

@@ -571,7 +571,9 @@ def _stream_state(rows, cap, c_out, f, n_val):
         "count": np.zeros(rows, np.int64),
         "fp": np.zeros((rows, cap), np.uint64),
         "table": np.full((rows, 2 * 64), -1, np.int64),
-        "codes": np.zeros((rows, cap, c_out * f), np.int8),
+        "pid": np.zeros((rows, cap), np.int64),
+        "pool": np.zeros((rows * cap, c_out * f), np.int8),
+        "n_pool": np.zeros(1, np.int64),
         "scales": np.zeros((rows, cap), np.float32),
         "biases": np.zeros((rows, cap, c_out), np.float32),
         "means": np.zeros((rows, cap)),
@@ -589,8 +591,8 @@ def _run_stream(module, c_out, traj, phi_t, y, scale, state, mult):
         s = state
         status = module.stream_update(
             flat, scale, prev, mult, epoch, phi_t, y, s["n_changes"], s["count"], s["fp"],
-            s["table"], s["codes"], s["scales"], s["biases"], s["means"], s["m2"], s["epochs"],
-            s["zrow"], s["n_incr"], s["losses"],
+            s["table"], s["pid"], s["pool"], s["n_pool"], s["scales"], s["biases"], s["means"],
+            s["m2"], s["epochs"], s["zrow"], s["n_incr"], s["losses"],
         )  # fmt: skip
         assert status == 0
 
@@ -618,8 +620,8 @@ def test_stream_update_and_finalize(c_out):
     want = _stream_state(rows, cap, c_out, f, y.size)
     _run_stream(streaming, c_out, traj, phi_t, y, scale, got, mult)
     _run_stream(naive, c_out, traj, phi_t, y, scale, want, mult)
-    for name in ("n_changes", "count", "fp", "table", "codes", "scales", "biases", "epochs",
-                 "n_incr"):  # fmt: skip
+    for name in ("n_changes", "count", "fp", "table", "pid", "pool", "n_pool", "scales", "biases",
+                 "epochs", "n_incr"):  # fmt: skip
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
     for name in ("means", "m2", "zrow"):  # incremental logits vs fresh ones: rounding
         _close(got[name], want[name], rtol=1e-10, atol=1e-10)
@@ -629,8 +631,8 @@ def test_stream_update_and_finalize(c_out):
         o = [np.empty(rows) for _ in range(3)] + [np.empty(rows, np.int64) for _ in range(3)]
         o.append(np.empty(rows, np.int8))
         mod = streaming if module == "kernel" else naive
-        mod.stream_finalize(st["count"], st["codes"], st["scales"], st["biases"], st["means"],
-                            st["m2"], st["epochs"], phi_t, y, 1, 4, *o)  # fmt: skip
+        mod.stream_finalize(st["count"], st["pid"], st["pool"], st["scales"], st["biases"],
+                            st["means"], st["m2"], st["epochs"], phi_t, y, 1, 4, *o)  # fmt: skip
         outs[module] = o
     for i, (g, w) in enumerate(zip(outs["kernel"], outs["naive"], strict=True)):
         if i == 5:  # n_recomputed: the kernel skips points that cannot attain the minimum

@@ -231,6 +231,7 @@ def test_streaming_recorder_memory_is_the_distinct_points_and_bad_arguments():
     rec(2, w, b)
     rec(4, w + 1.0, b)
     assert rec.n_distinct.tolist() == [[2, 2], [2, 2]]
+    assert rec._state["n_pool"][0] == 8  # one pool row of int8 codes per distinct point
     pts = rec.points(0, 1)
     np.testing.assert_array_equal(pts["epochs"], [2, 4])
     flat, _ = rec.quantize(w + 1.0, b)

@@ -141,8 +141,8 @@ def _same_values(flat, c_out, codes, scale, bias):
 
 @jit
 def stream_update(
-    flat, scale, prev, mult, epoch, phi_t, y, n_changes, count, fp, table, codes, scales,
-    biases, means, m2, epochs, zrow, n_incr, losses,
+    flat, scale, prev, mult, epoch, phi_t, y, n_changes, count, fp, table, pid, pool, n_pool,
+    scales, biases, means, m2, epochs, zrow, n_incr, losses,
 ):  # fmt: skip
     """Offer one checkpoint of every row (module docstring); returns a status code.
 
@@ -153,8 +153,11 @@ def stream_update(
     epoch : int — the checkpoint's epoch.
     phi_t : float64 (F, n_val); y : int64 (n_val,).
     State: n_changes, count (R,) int64; fp (R, cap) uint64; table (R, H) int64 (−1 = empty,
-    H a power of two > cap); codes (R, cap, C·F) int8; scales (R, cap) float32;
-    biases (R, cap, C) float32; means, m2 (R, cap) float64; epochs (R, cap) int64;
+    H a power of two > cap); pid (R, cap) int64, the row of ``pool`` (P, C·F) int8 that
+    holds each point's weight codes, ``n_pool`` (1,) int64 the pool rows in use (the caller
+    keeps at least R free: memory grows with the distinct points, not with the capacity);
+    scales (R, cap) float32; biases (R, cap, C) float32; means, m2 (R, cap) float64;
+    epochs (R, cap) int64;
     zrow (R, C, n_val) float64, the logits of each row's current point: with C = 1 updated
     from the previous checkpoint's by the parameters that changed (recomputed afresh when
     more than a quarter of them changed, and after every 64 updates, so rounding cannot
@@ -207,7 +210,7 @@ def stream_update(
         while table[r, slot] >= 0:
             e = table[r, slot]
             same = fp[r, e] == h and _same_values(
-                flat[r], c_out, codes[r, e], scales[r, e], biases[r, e]
+                flat[r], c_out, pool[pid[r, e]], scales[r, e], biases[r, e]
             )
             if same:
                 found = True
@@ -216,15 +219,18 @@ def stream_update(
         if found:
             continue
         e = count[r]
-        if e >= cap:
+        if e >= cap or n_pool[0] >= pool.shape[0]:
             return FULL
         s = scale[r]
+        row = pool[n_pool[0]]
         for j in range(p - c_out):
             v = flat[r, c_out + j]
             q = np.float32(v / s) if s != 0 else np.float32(0.0)
             if q != np.floor(q) or abs(q) > 127 or np.float32(q * s) != v:
                 return NOT_A_CODE
-            codes[r, e, j] = np.int8(q)
+            row[j] = np.int8(q)
+        pid[r, e] = n_pool[0]
+        n_pool[0] += 1
         scales[r, e] = s
         for c in range(c_out):
             biases[r, e, c] = flat[r, c]
@@ -245,8 +251,8 @@ def stream_update(
 
 @jit
 def stream_finalize(
-    count, codes, scales, biases, means, m2, epochs, phi_t, y, ddof, keep_best, rq, rq_kept,
-    delta2, best_epoch, argmin_rank, n_recomputed, status,
+    count, pid, pool, scales, biases, means, m2, epochs, phi_t, y, ddof, keep_best, rq,
+    rq_kept, delta2, best_epoch, argmin_rank, n_recomputed, status,
 ):  # fmt: skip
     """r_Q of every row from its distinct points (module docstring).
 
@@ -264,7 +270,7 @@ def stream_finalize(
     z = np.empty((c_out, n_val))
     x1 = np.empty(n_val)
     lk = np.empty(n_val)
-    pt = np.empty(c_out + codes.shape[2], dtype=np.float32)
+    pt = np.empty(c_out + pool.shape[1], dtype=np.float32)
     for r in range(rows):
         d = count[r]
         rq[r] = np.nan
@@ -288,7 +294,7 @@ def stream_finalize(
             rq[r] = np.inf
             rq_kept[r] = np.inf
             continue
-        _values(codes[r, best], scales[r, best], biases[r, best], pt)
+        _values(pool[pid[r, best]], scales[r, best], biases[r, best], pt)
         point_losses(pt, c_out, phi_t, y, z, x1)
         n_recomputed[r] = 1
         m1 = means[r, best]
@@ -307,7 +313,7 @@ def stream_finalize(
                 spread = sc + s1
                 if spread == 0.0 or delta * delta / (2.0 * spread * spread) > cur * (1.0 + 1e-9):
                     continue
-            _values(codes[r, c], scales[r, c], biases[r, c], pt)
+            _values(pool[pid[r, c]], scales[r, c], biases[r, c], pt)
             point_losses(pt, c_out, phi_t, y, z, lk)
             n_recomputed[r] += 1
             s, q = _shifted_moments(lk, x1, delta)

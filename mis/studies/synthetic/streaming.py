@@ -9,8 +9,9 @@ only the 64 lowest-loss points instead, which changes r_Q in some runs (issue 16
 :class:`StreamingRecorder` computes the same r_Q over *every* distinct point while holding
 only each point's quantized weights (int8 codes and a scale), its mean loss and its sum of
 squared deviations (:mod:`mis._kernels.streaming`): memory is about C·F bytes per distinct
-point — 257 bytes for the single layer of §5.1.1, 0.8 MB per run and quantizer at most
-over 3,000 epochs — whatever the validation set's size. Losses are recomputed at the end
+point (in one pool that grows with them) — 256 bytes for the single layer of §5.1.1, at
+most 0.8 MB per run and quantizer over 3,000 epochs — plus about 50 bytes per checkpoint of
+bookkeeping, whatever the validation set's size. Losses are recomputed at the end
 only for the few points that can still attain the minimum (a Cauchy–Schwarz bound decides),
 so the result equals Algorithm 1 over all distinct points (``tests`` compare it with
 Algorithm 1 written literally on random trajectories).
@@ -154,8 +155,10 @@ class StreamingRecorder:
             "count": np.zeros(rows, np.int64),
             "fp": np.zeros((rows, cap), np.uint64),
             "table": np.full((rows, h), -1, np.int64),
-            # np.empty: pages of unused capacity are never touched (memory ∝ distinct points)
-            "codes": np.empty((rows, cap, c * f), np.int8),
+            "pid": np.empty((rows, cap), np.int64),
+            # the int8 weight codes of every distinct point, in one pool that grows with them
+            "pool": np.empty((max(4 * rows, 1024), c * f), np.int8),
+            "n_pool": np.zeros(1, np.int64),
             "scales": np.empty((rows, cap), np.float32),
             "biases": np.empty((rows, cap, c), np.float32),
             "means": np.empty((rows, cap)),
@@ -178,11 +181,17 @@ class StreamingRecorder:
             self._init_state(*w.shape)
         flat, scale = self.quantize(w, bias)
         s = self._state
+        rows = s["count"].shape[0]
+        if s["pool"].shape[0] - int(s["n_pool"][0]) < rows:  # room for one new point per row
+            grown = np.empty((2 * s["pool"].shape[0] + rows, s["pool"].shape[1]), np.int8)
+            grown[: int(s["n_pool"][0])] = s["pool"][: int(s["n_pool"][0])]
+            s["pool"] = grown
         status = _k.stream_update(
             np.ascontiguousarray(flat.reshape(-1, flat.shape[2])), scale.reshape(-1),
             self._prev, self._mult, int(epoch), self.phi_t, self.y_val, s["n_changes"],
-            s["count"], s["fp"], s["table"], s["codes"], s["scales"], s["biases"], s["means"],
-            s["m2"], s["epochs"], self._zrow, self._n_incr, self._losses,
+            s["count"], s["fp"], s["table"], s["pid"], s["pool"], s["n_pool"], s["scales"],
+            s["biases"], s["means"], s["m2"], s["epochs"], self._zrow, self._n_incr,
+            self._losses,
         )  # fmt: skip
         if status == _k.FULL:
             raise MisValueError(
@@ -214,9 +223,10 @@ class StreamingRecorder:
         out["status"] = np.empty(rows, np.int8)
         keep = self.keep_best or self.n_checkpoints
         _k.stream_finalize(
-            s["count"], s["codes"], s["scales"], s["biases"], s["means"], s["m2"], s["epochs"],
-            self.phi_t, self.y_val, self.ddof, keep, out["rq"], out["rq_kept"], out["delta2"],
-            out["best_epoch"], out["argmin_rank"], out["n_recomputed"], out["status"],
+            s["count"], s["pid"], s["pool"], s["scales"], s["biases"], s["means"], s["m2"],
+            s["epochs"], self.phi_t, self.y_val, self.ddof, keep, out["rq"], out["rq_kept"],
+            out["delta2"], out["best_epoch"], out["argmin_rank"], out["n_recomputed"],
+            out["status"],
         )  # fmt: skip
         out["n_distinct"] = s["count"].copy()
         out["n_changes"] = s["n_changes"].copy()
@@ -231,7 +241,7 @@ class StreamingRecorder:
             quantizer, "quantizer", 0, len(self.names) - 1
         )
         d = int(s["count"][r])
-        w = s["codes"][r, :d].astype(np.float32) * s["scales"][r, :d, None]
+        w = s["pool"][s["pid"][r, :d]].astype(np.float32) * s["scales"][r, :d, None]
         return {
             "epochs": s["epochs"][r, :d].copy(),
             "means": s["means"][r, :d].copy(),

@@ -540,8 +540,9 @@ def _choice_verdict(results) -> list[str]:
     worst_acc = min(qs, key=acc.get)
     text = (
         "* **For choosing a quantizer:** quantizers in one tie group are equally private on "
-        "this evidence, so choose among them by accuracy. Accuracy relative to the original "
-        f"(mean over settings): highest {_label(results, best_acc)} {acc[best_acc]:.0%}, "
+        "this evidence, so choose among them by accuracy. Accuracy relative to the original"
+        f"{' (mean over settings)' if len(settings) > 1 else ''}: highest "
+        f"{_label(results, best_acc)} {acc[best_acc]:.0%}, "
         f"lowest {_label(results, worst_acc)} {acc[worst_acc]:.0%}."
     )
     if safe:

@@ -226,11 +226,11 @@ def _grid(results):
     return ks, sigmas
 
 
-def _band(ax, ks, ci, color):
+def _band(ax, ks, ci, color, alpha=0.15):
     lo = [c[0] for c in ci]
     hi = [c[1] for c in ci]
     if all(v is not None and math.isfinite(v) for v in lo + hi):
-        ax.fill_between(ks, lo, hi, color=color, alpha=0.15, lw=0)
+        ax.fill_between(ks, lo, hi, color=color, alpha=alpha, lw=0)
 
 
 def plot_stability(results, path: Path) -> Path:
@@ -240,6 +240,8 @@ def plot_stability(results, path: Path) -> Path:
     cmap = colormap("tab10")
     pooled = results["summary"].get("stability_pooled")
     handles = []
+    n_set = sum(1 for s in results["settings"] if s.get("stability"))
+    light = 0.15 if n_set <= 3 else 0.05  # many settings: faint bands, the pooled one on top
     for c, s in enumerate(s for s in results["settings"] if s.get("stability")):
         st = s["stability"]
         col = cmap(c % 10)
@@ -248,7 +250,7 @@ def plot_stability(results, path: Path) -> Path:
             (axes[1], st["spearman_disjoint_mean"], st["spearman_disjoint_ci"]),
         ):
             ax.plot(st["k_runs"], mean, marker="o", ms=3, lw=1.2, color=col)
-            _band(ax, st["k_runs"], ci, col)
+            _band(ax, st["k_runs"], ci, col, light)
         handles.append(Line2D([], [], marker="o", ms=3, lw=1.2, color=col, label=s["key"]))
     if pooled:
         for ax, mean, ci in (
@@ -256,7 +258,7 @@ def plot_stability(results, path: Path) -> Path:
             (axes[1], pooled["spearman_disjoint_mean"], pooled["spearman_disjoint_ci"]),
         ):
             ax.plot(pooled["k_runs"], mean, color="black", lw=2.2, ls="--")
-            _band(ax, pooled["k_runs"], ci, "black")
+            _band(ax, pooled["k_runs"], ci, "black", 0.25)
         handles.append(Line2D([], [], color="black", lw=2.2, ls="--", label="pooled (all cells)"))
     titles = ("against all runs (Fig. 1's reading)", "against the other runs (disjoint)")
     ks = sorted(

@@ -491,6 +491,22 @@ def test_study_without_mis(tmp_path):
     assert not (tmp_path / "r" / "fig2_rq_vs_mis.png").exists()
 
 
+def test_second_discriminator_seed_is_added_to_a_finished_study(tmp_path):
+    cfg = tiny_config(study={"runs": 6, "chunk_size": 6}, data={"sigmas": [1.0]},
+                      analysis={"k_runs": [2, 6]})  # fmt: skip
+    first = synthetic.run_synthetic(cfg, tmp_path / "r", progress=False)
+    more = tiny_config(study={"runs": 6, "chunk_size": 6}, data={"sigmas": [1.0]},
+                       analysis={"k_runs": [2, 6]}, mis={"repeats": 2})  # fmt: skip
+    res = synthetic.run_synthetic(more, tmp_path / "r", progress=False)  # mis.repeats may grow
+    assert res["timing"]["jobs"]["train"] == {"run": 0, "skipped": 1}
+    assert res["timing"]["jobs"]["mis"] == {"run": 5, "skipped": 5}
+    m0, m1 = first["settings"][0]["mis"], res["settings"][0]["mis"]
+    assert all(m1[q]["repeats"][0] == m0[q]["mis"]["estimate"] for q in m0)  # seed 0 kept
+    sp = res["summary"]["mis_seed_spread"]
+    assert sp["max"] >= sp["mean"] >= 0 and sp["bootstrap_sd"] > 0
+    assert "discriminator seeds" in (tmp_path / "r" / "report.md").read_text()
+
+
 def test_run_synthetic_bad_arguments(tmp_path):
     with pytest.raises(MisValueError, match=r"synthetic\.Config"):
         synthetic.run_synthetic({"study": {}}, tmp_path)

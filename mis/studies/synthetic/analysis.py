@@ -286,5 +286,12 @@ def summary(cfg: Config, settings: list[dict], rq_blocks: list[np.ndarray]) -> d
             if len(m[q]["repeats"]) > 1
         ]
         if spread:
-            out["mis_seed_spread"] = {"mean": _mean(spread), "max": float(max(spread))}
+            # two seeds: E|Δ| = 2σ/√π, so σ_seed ≈ mean|Δ|·√π/2 (more seeds: range, a rough
+            # guide); a 95 % percentile interval spans about 3.92 bootstrap SDs
+            out["mis_seed_spread"] = {
+                "mean": _mean(spread),
+                "max": float(max(spread)),
+                "seed_sd": _mean(spread) * math.sqrt(math.pi) / 2,
+                "bootstrap_sd": _mean(width) / (2 * 1.959964),
+            }
     return out

@@ -50,6 +50,7 @@ __all__ = [
     "RocBootstrap",
     "RocComparison",
     "bootstrap_roc",
+    "bootstrap_test",
     "compare_roc",
     "holm",
     "log_roc_auc",
@@ -627,6 +628,93 @@ def _finite_rows(reps: np.ndarray, undefined_cols: np.ndarray) -> np.ndarray:
     return reps[ok]
 
 
+def _tail_pvalues(n_boot: int, z0: float, accel: float) -> np.ndarray:
+    """Doubled one-sided p-values ``P[n]``, n = 0..B, for ``n`` replicates on the far side of 0.
+
+    ``P[n] = 2 β((n + 1)/(B + 1))`` where β inverts the BCa level map
+    ``α ↦ Φ(z0 + (z0 + z_α)/(1 − a (z0 + z_α)))`` (Efron & Tibshirani 1993, eq. 14.10; the
+    identity for the percentile interval, z0 = a = 0, where ``P[n] = 2(n + 1)/(B + 1)``).
+    Made non-decreasing in ``n`` (a running maximum) so that comparisons with a level are
+    monotone; levels the BCa map cannot reach give 0 or 2.
+    """
+    t = (np.arange(n_boot + 1) + 1.0) / (n_boot + 1.0)
+    if z0 == 0.0 and accel == 0.0:
+        return 2.0 * t
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = stats.norm.ppf(t) - z0
+        den = 1.0 + accel * v
+        beta = stats.norm.cdf(v / den - z0)
+    beta = np.where(den > 0, beta, np.where(v > 0, 1.0, 0.0))
+    beta = np.where(np.isnan(beta), 1.0, beta)
+    return np.maximum.accumulate(2.0 * beta)
+
+
+def bootstrap_test(
+    estimate, replicates, confidence_level=0.95, *, method="percentile", acceleration=0.0
+) -> Difference:
+    """Interval and two-sided p-value for H0: θ = 0 from one bootstrap distribution.
+
+    The interval and the p-value are read off the same ordered replicates, so that
+
+        the interval excludes 0  ⇔  p < 1 − confidence_level
+
+    holds exactly, for every data set (a test asserts it). With the B finite-or-infinite
+    replicates sorted, ``n≤`` of them ≤ 0 and ``n≥`` ≥ 0, and α = 1 − confidence_level:
+
+    * percentile: ``p = min(1, 2 (1 + n≤)/(1 + B), 2 (1 + n≥)/(1 + B))`` (the +1 correction of
+      Davison & Hinkley 1997, eq. 4.11); the lower bound is the j-th smallest replicate with
+      j = #{n : 2(1 + n)/(1 + B) < α} (about (B + 1) α/2, the order statistic of Davison &
+      Hinkley 1997, §5.2.1), the upper bound the j-th largest, and ±inf when j = 0 (too few
+      replicates for the level);
+    * BCa: the same with the tail shares mapped through the inverse of the BCa level map
+      (bias correction z0 from the share of replicates below the estimate, the given
+      acceleration; Efron & Tibshirani 1993, §14.3), i.e. p is the smallest α at which the
+      BCa interval excludes 0, and the bounds are the order statistics of the BCa levels.
+
+    Parameters
+    ----------
+    estimate : float
+        The point estimate θ̂ (returned as is; used by BCa only).
+    replicates : array_like, shape (B,)
+        Bootstrap replicates θ*; NaN entries are dropped, ±inf kept.
+    confidence_level : float, default 0.95
+    method : {"percentile", "bca"}
+    acceleration : float, default 0
+        BCa acceleration â (e.g. from a jackknife); a non-finite value counts as 0.
+
+    Returns
+    -------
+    Difference
+        ``(estimate, low, high, pvalue)``; NaN bounds and p-value without replicates.
+    """
+    probability(confidence_level, "confidence_level")
+    choice(method, "method", CI_METHODS)
+    r = np.sort(np.asarray(replicates, dtype=np.float64).ravel())
+    r = r[~np.isnan(r)]
+    est = float(estimate)
+    b = r.size
+    if b == 0:
+        return Difference(est, math.nan, math.nan, math.nan)
+    alpha = 1.0 - confidence_level
+    z0 = a = 0.0
+    if method == "bca" and math.isfinite(est):
+        frac = (np.sum(r < est) + 0.5 * np.sum(r == est)) / b
+        z0 = float(stats.norm.ppf(frac))
+        a = float(acceleration) if math.isfinite(acceleration) else 0.0
+        if not math.isfinite(z0):
+            z0 = a = 0.0  # all replicates on one side of the estimate: percentile
+    n_le = int(np.searchsorted(r, 0.0, side="right"))
+    n_ge = b - int(np.searchsorted(r, 0.0, side="left"))
+    p_low = _tail_pvalues(b, z0, a)
+    p_high = p_low if z0 == 0.0 and a == 0.0 else _tail_pvalues(b, -z0, -a)
+    j_low = int(np.sum(p_low < alpha))
+    j_high = int(np.sum(p_high < alpha))
+    low = float(r[j_low - 1]) if j_low else -math.inf
+    high = float(r[b - j_high]) if j_high else math.inf
+    p = min(1.0, float(p_low[n_le]), float(p_high[n_ge]))
+    return Difference(est, low, high, p)
+
+
 def _check_bootstrap_args(n_resamples, confidence_level, method) -> int:
     """Check the bootstrap options; return ``n_resamples`` as an int."""
     n_resamples = positive_int(n_resamples, "n_resamples")
@@ -752,11 +840,12 @@ def compare_roc(
     Returns
     -------
     RocComparison
-        For each metric: the difference, its CI and a two-sided p-value
-        ``(1 + #{|Δ* − Δ̂| ≥ |Δ̂|}) / (1 + B)``, the share of centred bootstrap
-        differences at least as extreme as the observed one (the bootstrap
-        null of Efron & Tibshirani 1993, §16.4, with the +1 correction of
-        Davison & Hinkley 1997, eq. 4.11).
+        For each metric: the difference, its CI and a two-sided p-value, both from the
+        bootstrap distribution of the paired difference by :func:`bootstrap_test`, so
+        that the interval excludes 0 exactly when ``p < 1 − confidence_level``
+        (percentile: ``p = min(1, 2 (1 + #{Δ* ≤ 0})/(1 + B), 2 (1 + #{Δ* ≥ 0})/(1 + B))``;
+        BCa: its inversion). Comparisons of one family (several quantizers against one
+        reference) are corrected with :func:`holm` by the caller.
     """
     n_resamples = _check_bootstrap_args(n_resamples, confidence_level, method)
     p = _prepare([scores_a, scores_b], labels, fprs, groups, compat, fpr_min)
@@ -772,15 +861,13 @@ def compare_roc(
     accel = (
         _jackknife_acceleration(p, lambda t: t[:, 0, :] - t[:, 1, :]) if method == "bca" else None
     )
-    low, high = _intervals(delta, reps, confidence_level, method, accel)
-    with np.errstate(invalid="ignore"):
-        extreme = (np.abs(reps - delta) >= np.abs(delta) - 1e-12).sum(axis=0)
-    pvalues = (1.0 + extreme) / (1.0 + reps.shape[0])
-    pvalues[~np.isfinite(delta)] = np.nan
-    diffs = [
-        Difference(float(d), float(lo), float(hi), float(pv))
-        for d, lo, hi, pv in zip(delta, low, high, pvalues, strict=True)
-    ]
+    diffs = []
+    for j, d in enumerate(delta):
+        if not np.isfinite(d):
+            diffs.append(Difference(float(d), math.nan, math.nan, math.nan))
+            continue
+        a = float(accel[j]) if accel is not None else 0.0
+        diffs.append(bootstrap_test(d, reps[:, j], confidence_level, method=method, acceleration=a))
     reps_all.setflags(write=False)
     return RocComparison(
         fprs=tuple(float(f) for f in p.fprs),

@@ -452,7 +452,7 @@ def lp_search_rows(x, lo, hi, factors, n_levels, symmetric, p, coef, poly_bound,
 
 
 # ============================================================================================
-# mis._kernels.stacked: the stacked recorder (Aubinais quantizers, fingerprints, keep-best)
+# mis._kernels.stacked: the stacked Aubinais quantizers
 # ============================================================================================
 STACKED_SIGN, STACKED_TERNARY, STACKED_BBIT = 0, 1, 2  # quantizer kinds of quantize_rows
 
@@ -494,45 +494,167 @@ def quantize_rows(w, alpha, kinds, params, out):
                     out[r, q, i] = sign[i] * (f32(k) * step)
 
 
-def changes_and_fingerprints(flat, prev, mult, changed, fp):
-    """``changed[i]``: row i of flat differs from prev; then ``fp[i]`` = Σ_p bits(flat[i, p])
-    · mult[p] mod 2^64 (Python integers; uint32 bit patterns). Unchanged rows keep fp."""
+# ============================================================================================
+# mis._kernels.fused: minibatch Adam for many linear classifiers (epoch_permutation, epoch)
+# ============================================================================================
+def epoch_permutation(seed, epoch, out):
+    """Fisher–Yates from the last position down, j uniform in [0, i] from stream ``epoch``."""
+    perm = list(range(len(out)))
+    state = stream_state(seed, epoch)
+    for i in range(len(perm) - 1, 0, -1):
+        state, j = next_below(state, i + 1)
+        perm[i], perm[j] = perm[j], perm[i]
+    out[:] = perm
+
+
+def linear_adam_epoch(
+    phi, y, w, b, m_w, v_w, m_b, v_b, seeds, epoch, step, batch_size, lr, beta1, beta2, eps,
+    weight_decay,
+):  # fmt: skip
+    """One epoch for each model with numpy: batch loss = mean BCE-with-logits (one output) or
+    softmax cross-entropy, its gradient in closed form, torch's Adam update (float64)."""
+    n = phi.shape[1]
+    t = step
+    for k in range(phi.shape[0]):
+        order = np.empty(n, dtype=np.int64)
+        epoch_permutation(seeds[k], epoch, order)
+        t = step
+        for s0 in range(0, n, batch_size):
+            idx = order[s0 : s0 + batch_size]
+            x = phi[k, idx]  # (B, F)
+            z = x @ w[k].T + b[k]  # (B, C)
+            if w.shape[1] == 1:
+                d = (1.0 / (1.0 + np.exp(-z[:, 0])) - y[k, idx])[:, None]
+            else:
+                p = np.exp(z - logsumexp(z, axis=1, keepdims=True))
+                d = p - np.eye(w.shape[1])[y[k, idx]]
+            d = d / len(idx)
+            gw, gb = d.T @ x, d.sum(axis=0)
+            t += 1
+            for p_, g, m, v in ((w[k], gw, m_w[k], v_w[k]), (b[k], gb, m_b[k], v_b[k])):
+                g = g + weight_decay * p_
+                m[...] = m + (1 - beta1) * (g - m)
+                v[...] = v * beta2 + (1 - beta2) * g * g
+                denom = np.sqrt(v) / math.sqrt(1 - beta2 ** float(t)) + eps
+                p_[...] = p_ - (lr / (1 - beta1 ** float(t))) * m / denom
+    return t
+
+
+# ============================================================================================
+# mis._kernels.streaming: streaming r_Q over every distinct quantized point
+# ============================================================================================
+def _naive_losses(flat, c_out, phi_t, y):
+    """Logits (C, n_val) — for C = 2 row 0 is z₁ − z₀, row 1 zero — and per-sample losses."""
+    flat = np.asarray(flat, dtype=np.float64)
+    w = flat[c_out:].reshape(c_out, phi_t.shape[0])
+    z = w @ phi_t + flat[:c_out, None]  # (C, n_val)
+    if c_out <= 2:
+        if c_out == 2:
+            z = np.stack([z[1] - z[0], np.zeros(z.shape[1])])
+        a = np.where(y == 0, z[0], -z[0])
+        return z, np.logaddexp(0.0, a)
+    return z, logsumexp(z, axis=0) - z[y, np.arange(z.shape[1])]
+
+
+def point_losses(flat, c_out, phi_t, y, z, out):
+    """Logits ``W φ + b`` (C = 2: their difference) and per-sample BCE-with-logits (C = 1),
+    two-class cross-entropy softplus(±(z₁ − z₀)) (C = 2) or cross-entropy."""
+    zz, out[...] = _naive_losses(flat, c_out, phi_t, y)
+    z[: 1 if c_out == 2 else c_out] = zz[: 1 if c_out == 2 else c_out]
+
+
+def _stored_values(codes, scale, bias):
+    return np.concatenate([bias, (codes.astype(np.float32) * np.float32(scale)).astype(np.float32)])
+
+
+def stream_update(
+    flat, scale, prev, mult, epoch, phi_t, y, n_changes, count, fp, table, pid, pool, n_pool,
+    scales, biases, means, m2, epochs, zrow, n_incr, losses,
+):  # fmt: skip
+    """Each row that differs from ``prev``: counted; its point looked up among the row's
+    stored points by value (the hash table mirrors the kernel's open addressing); a new
+    point is appended with codes = value / scale, its mean loss and Σ (ℓ − mean)², all
+    computed afresh. ``zrow`` holds the fresh logits of the row's current point."""
+    c_out = biases.shape[2]
     bits = np.ascontiguousarray(flat).view(np.uint32)
-    for i in range(flat.shape[0]):
-        changed[i] = any(flat[i, j] != prev[i, j] for j in range(flat.shape[1]))
-        if changed[i]:
-            fp[i] = sum(int(b) * int(m) for b, m in zip(bits[i], mult, strict=True)) & _MASK64
-
-
-def keep_best_update(
-    pairs, losses, flat, fp, epoch, st_losses, st_mean, st_epoch, st_fp, st_w, st_filled
-):
-    """Offer each (run, quantizer) point to its kept set of B slots, in order.
-
-    Mean loss: a sequential float64 sum over n_val. A point whose weights are already kept
-    (same fingerprint and equal weights) is skipped; otherwise it takes the first empty
-    slot or, when all are filled, replaces the worst slot (largest mean, then latest
-    epoch; the first such slot) if its mean is strictly lower.
-    """
-    n_slots = st_mean.shape[1]
-    for i, row in enumerate(pairs):
-        mean = sum(float(v) for v in losses[i]) / losses.shape[1]
-        same = [st_filled[row, s] and st_fp[row, s] == fp[row] for s in range(n_slots)]
-        if any(same[s] and np.array_equal(st_w[row, s], flat[row]) for s in range(n_slots)):
+    size = table.shape[1]
+    for r in range(flat.shape[0]):
+        n_diff = int(np.sum(flat[r] != prev[r]))
+        if n_diff == 0:
             continue
-        empty = [s for s in range(n_slots) if not st_filled[row, s]]
-        if empty:
-            slot = empty[0]
+        n_changes[r] += 1
+        if c_out != 1 or n_incr[r] < 0 or n_incr[r] >= 64 or 4 * n_diff > flat.shape[1]:
+            n_incr[r] = 0
         else:
-            slot = max(range(n_slots), key=lambda s: (st_mean[row, s], st_epoch[row, s]))
-            if not mean < st_mean[row, slot]:
-                continue
-        st_losses[row, slot] = losses[i]
-        st_w[row, slot] = flat[row]
-        st_mean[row, slot] = mean
-        st_epoch[row, slot] = epoch
-        st_fp[row, slot] = fp[row]
-        st_filled[row, slot] = True
+            n_incr[r] += 1
+        prev[r] = flat[r]
+        zz, _ = _naive_losses(flat[r], c_out, phi_t, y)
+        zrow[r, : 1 if c_out == 2 else c_out] = zz[: 1 if c_out == 2 else c_out]
+        h = sum(int(b) * int(m) for b, m in zip(bits[r], mult, strict=True)) & _MASK64
+        stored = [
+            _stored_values(pool[pid[r, e]], scales[r, e], biases[r, e]) for e in range(count[r])
+        ]
+        if any(np.array_equal(v, flat[r]) for v in stored):
+            continue
+        e = int(count[r])
+        if e >= fp.shape[1] or n_pool[0] >= pool.shape[0]:
+            return 10  # FULL
+        q = flat[r, c_out:] / scale[r]
+        if not (np.all(q == np.floor(q)) and np.all(np.abs(q) <= 127)):
+            return 11  # NOT_A_CODE
+        pool[n_pool[0]] = q.astype(np.int8)  # the next free row of the pool
+        pid[r, e] = n_pool[0]
+        n_pool[0] += 1
+        scales[r, e] = scale[r]
+        biases[r, e] = flat[r, :c_out]
+        _, losses[:] = _naive_losses(flat[r], c_out, phi_t, y)
+        means[r, e] = float(np.sum(losses)) / len(losses)
+        m2[r, e] = float(np.sum((losses - means[r, e]) ** 2))
+        epochs[r, e] = epoch
+        fp[r, e] = h
+        slot = _mix64(h) & (size - 1)
+        while table[r, slot] >= 0:
+            slot = (slot + 1) & (size - 1)
+        table[r, slot] = e
+        count[r] = e + 1
+    return 0
+
+
+def stream_finalize(
+    count, pid, pool, scales, biases, means, m2, epochs, phi_t, y, ddof, keep_best, rq,
+    rq_kept, delta2, best_epoch, argmin_rank, n_recomputed, status,
+):  # fmt: skip
+    """Algorithm 1 as written (lines 11–18) over every stored point of each row, losses
+    recomputed for all of them; ``rq_kept`` over the ``keep_best`` lowest-mean points.
+    ``n_recomputed`` counts every point (the kernel recomputes fewer)."""
+    c_out = biases.shape[2]
+    for r in range(count.shape[0]):
+        d = int(count[r])
+        if d == 0:
+            rq[r] = rq_kept[r] = delta2[r] = np.nan
+            best_epoch[r], argmin_rank[r], n_recomputed[r], status[r] = -1, 0, 0, 1
+            continue
+        order = np.argsort(means[r, :d], kind="stable")
+        best_epoch[r] = epochs[r, order[0]]
+        n_recomputed[r] = d
+        if d == 1:
+            rq[r] = rq_kept[r] = np.inf
+            delta2[r], argmin_rank[r], status[r] = np.nan, 0, 2
+            continue
+        points = [_stored_values(pool[pid[r, e]], scales[r, e], biases[r, e]) for e in order]
+        L = [_naive_losses(v, c_out, phi_t, y)[1] for v in points]
+        m = [means[r, e] for e in order]
+        ratios = []
+        for k in range(1, d):
+            delta = m[k] - m[0]
+            var = float(np.var(L[k] - L[0], ddof=ddof))
+            ratios.append(0.0 if delta == 0 else np.inf if var == 0 else delta**2 / (2 * var))
+        delta2[r] = m[1] - m[0]
+        rq[r] = min(ratios)
+        rq_kept[r] = min(ratios[: max(keep_best - 1, 0)], default=np.inf)
+        finite = [i for i, v in enumerate(ratios) if v == rq[r] and v < np.inf]
+        argmin_rank[r] = finite[0] + 1 if finite else 0
+        status[r] = 0 if finite else 3  # no finite ratio: every variance was 0
 
 
 # ############################################################################################

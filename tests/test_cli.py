@@ -17,7 +17,7 @@ def test_demo_writes_report(tmp_path, capsys, monkeypatch):
             "study": {"runs": 6, "chunk_size": 3, "workers": 1},
             "data": {"k_modes": [4], "sigmas": [1.0], "dim": 6, "n_train": 12, "n_val": 20,
                      "n_test": 40},
-            "train": {"epochs": 30, "lr": 1e-2},
+            "train": {"epochs": 30, "lr": 1e-2, "batch_size": 4},
             "trajectory": {"keep_best": 5},
             "mis": {"n_members": 12, "hidden": [8], "epochs": 2, "patience": 1},
             "analysis": {"k_runs": [2, 6], "n_subsets": 5, "n_resamples": 20},
@@ -31,7 +31,7 @@ def test_demo_writes_report(tmp_path, capsys, monkeypatch):
     results = json.loads((out / "results.json").read_text())
     assert results["settings"][0]["key"] == "k4-s1"
     assert results["settings"][0]["agreement"]["permutation"] == "exact"
-    assert "## Headline" in capsys.readouterr().out
+    assert "## Verdict" in capsys.readouterr().out
     assert (out / "fig2_rq_vs_mis.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -24,7 +24,7 @@ from scipy import stats
 
 import mis._kernels
 from mis import metrics
-from mis._kernels import attacks_signals, lira, quant, roc, rq, stacked
+from mis._kernels import attacks_signals, fused, lira, quant, roc, rq, stacked, streaming
 from mis._kernels import random as krandom
 
 # metrics._prepare warns about FPR levels below 1/n_negatives: irrelevant to the kernels
@@ -501,51 +501,141 @@ def test_quantize_rows():
     np.testing.assert_array_equal(got, want)
 
 
-@twin("stacked.changes_and_fingerprints")
-def test_changes_and_fingerprints():
-    rng = np.random.default_rng(22)
-    flat = rng.normal(size=(6, 9)).astype(np.float32)
-    prev = flat.copy()
-    prev[[1, 4]] += np.float32(0.5)
-    prev[5, 8] = -0.0 if flat[5, 8] == 0 else np.nextafter(flat[5, 8], np.float32(2))
-    mult = (rng.integers(0, 2**62, 9).astype(np.uint64) * np.uint64(2)) + np.uint64(1)
-    got = (np.zeros(6, bool), np.full(6, 7, np.uint64))
-    want = (np.zeros(6, bool), np.full(6, 7, np.uint64))
-    stacked.changes_and_fingerprints(flat, prev, mult, *got)
-    naive.changes_and_fingerprints(flat, prev, mult, *want)
-    for g, w in zip(got, want, strict=True):
-        np.testing.assert_array_equal(g, w)
-    assert got[0].sum() == 3
+# -- mis._kernels.fused ----------------------------------------------------------------------
+@twin("fused.epoch_permutation")
+def test_epoch_permutation():
+    for seed, epoch, n in [(0, 0, 1), (7, 3, 10), (2**63 - 5, 2999, 128)]:
+        got = np.empty(n, np.int64)
+        want = np.empty(n, np.int64)
+        fused.epoch_permutation(np.uint64(seed), np.uint64(epoch), got)
+        naive.epoch_permutation(seed, epoch, want)
+        np.testing.assert_array_equal(got, want)
+        assert sorted(got.tolist()) == list(range(n))
 
 
-@twin("stacked.keep_best_update")
-def test_keep_best_update():
-    rng = np.random.default_rng(23)
-    n_rows, n_slots, n_val, n_params = 4, 3, 6, 5
-    pool = rng.normal(size=(7, n_params)).astype(np.float32)  # weights come back
-    pool_losses = (rng.integers(0, 5, (7, n_val)) / 4).astype(np.float32)  # equal means
-    mult = np.arange(1, 2 * n_params, 2, dtype=np.uint64)
-    state = {
-        who: [
-            np.zeros((n_rows, n_slots, n_val), np.float32),
-            np.zeros((n_rows, n_slots)),
-            np.zeros((n_rows, n_slots), np.int64),
-            np.zeros((n_rows, n_slots), np.uint64),
-            np.zeros((n_rows, n_slots, n_params), np.float32),
-            np.zeros((n_rows, n_slots), bool),
-        ]
-        for who in ("kernel", "naive")
+@twin("fused.linear_adam_epoch")
+@pytest.mark.parametrize("c_out, batch, wd", [(1, 4, 0.0), (1, 7, 0.01), (3, 5, 0.0)])
+def test_linear_adam_epoch(c_out, batch, wd):
+    rng = np.random.default_rng(c_out + batch)
+    k, n, f = 3, 18, 11
+    phi = rng.normal(size=(k, n, f))
+    y = rng.integers(0, 2 if c_out == 1 else c_out, (k, n))
+    state = [rng.normal(size=(k, c_out, f)), rng.normal(size=(k, c_out))]
+    state += [np.zeros((k, c_out, f)), np.zeros((k, c_out, f)), np.zeros((k, c_out)),
+              np.zeros((k, c_out))]  # fmt: skip
+    got = [a.copy() for a in state]
+    want = [a.copy() for a in state]
+    seeds = np.array([3, 4, 5], np.uint64)
+    step_got = step_want = 0
+    for epoch in range(4):
+        w, b, mw, vw, mb, vb = got
+        step_got = fused.linear_adam_epoch(phi, y, w, b, mw, vw, mb, vb, seeds, epoch, step_got,
+                                           batch, 1e-2, 0.9, 0.999, 1e-8, wd)  # fmt: skip
+        w, b, mw, vw, mb, vb = want
+        step_want = naive.linear_adam_epoch(phi, y, w, b, mw, vw, mb, vb, seeds, epoch, step_want,
+                                            batch, 1e-2, 0.9, 0.999, 1e-8, wd)  # fmt: skip
+    assert step_got == step_want == 4 * -(-n // batch)
+    for g, w_ in zip(got, want, strict=True):
+        _close(g, w_, rtol=1e-9, atol=1e-12)
+
+
+# -- mis._kernels.streaming ------------------------------------------------------------------
+def _stream_inputs(c_out, seed=0, n_val=13, f=6, rows=4, epochs=30):
+    """A random walk of quantized points per row (with revisits), as flat float32 with scales."""
+    rng = np.random.default_rng(seed)
+    phi_t = rng.normal(size=(f, n_val))
+    y = rng.integers(0, 2 if c_out == 1 else c_out, n_val)
+    scale = np.float32(2.0) ** rng.integers(-3, 2, rows).astype(np.float32)
+    codes = rng.integers(-4, 5, (rows, c_out * f))
+    bias = rng.normal(size=(rows, c_out)).astype(np.float32)
+    seen, traj = [], []
+    for _ in range(epochs):
+        move = rng.random(rows) < 0.6
+        codes = codes + move[:, None] * rng.integers(-1, 2, codes.shape) * (
+            rng.random(codes.shape) < 0.3
+        )
+        codes = np.clip(codes, -8, 8)
+        if seen and rng.random() < 0.25:
+            codes = seen[rng.integers(len(seen))].copy()
+        seen.append(codes.copy())
+        flat = np.concatenate(
+            [bias, (codes.astype(np.float32) * scale[:, None]).astype(np.float32)], 1
+        )
+        traj.append(np.ascontiguousarray(flat, dtype=np.float32))
+    return phi_t, y, scale, traj
+
+
+def _stream_state(rows, cap, c_out, f, n_val):
+    return {
+        "n_changes": np.zeros(rows, np.int64),
+        "count": np.zeros(rows, np.int64),
+        "fp": np.zeros((rows, cap), np.uint64),
+        "table": np.full((rows, 2 * 64), -1, np.int64),
+        "pid": np.zeros((rows, cap), np.int64),
+        "pool": np.zeros((rows * cap, c_out * f), np.int8),
+        "n_pool": np.zeros(1, np.int64),
+        "scales": np.zeros((rows, cap), np.float32),
+        "biases": np.zeros((rows, cap, c_out), np.float32),
+        "means": np.zeros((rows, cap)),
+        "m2": np.zeros((rows, cap)),
+        "epochs": np.zeros((rows, cap), np.int64),
+        "zrow": np.zeros((rows, c_out, n_val)),
+        "n_incr": np.zeros(rows, np.int64),
+        "losses": np.zeros(n_val),
     }
-    for epoch in range(12):
-        pick = rng.integers(0, 7, n_rows)
-        flat = pool[pick]
-        fp = np.zeros(n_rows, np.uint64)
-        changed = np.empty(n_rows, bool)
-        naive.changes_and_fingerprints(flat, np.full_like(flat, np.nan), mult, changed, fp)
-        pairs = np.flatnonzero(rng.random(n_rows) < 0.8).astype(np.int64)
-        losses = pool_losses[pick[pairs]]
-        stacked.keep_best_update(pairs, losses, flat, fp, epoch, *state["kernel"])
-        naive.keep_best_update(pairs, losses, flat, fp, epoch, *state["naive"])
-        for g, w in zip(state["kernel"], state["naive"], strict=True):
-            np.testing.assert_array_equal(g, w)
-    assert state["kernel"][5].all()  # every slot filled, so replacements were exercised
+
+
+def _run_stream(module, c_out, traj, phi_t, y, scale, state, mult):
+    prev = np.full_like(traj[0], np.nan)
+    for epoch, flat in enumerate(traj, start=1):
+        s = state
+        status = module.stream_update(
+            flat, scale, prev, mult, epoch, phi_t, y, s["n_changes"], s["count"], s["fp"],
+            s["table"], s["pid"], s["pool"], s["n_pool"], s["scales"], s["biases"], s["means"],
+            s["m2"], s["epochs"], s["zrow"], s["n_incr"], s["losses"],
+        )  # fmt: skip
+        assert status == 0
+
+
+@twin("streaming.point_losses")
+@pytest.mark.parametrize("c_out", [1, 2])
+def test_point_losses(c_out):
+    phi_t, y, _, traj = _stream_inputs(c_out, seed=4)
+    for flat in traj[:5]:
+        got = [np.zeros((c_out, y.size)), np.empty(y.size)]
+        want = [np.zeros((c_out, y.size)), np.empty(y.size)]
+        streaming.point_losses(flat[1], c_out, phi_t, y, *got)
+        naive.point_losses(flat[1], c_out, phi_t, y, *want)
+        for g, w in zip(got, want, strict=True):
+            _close(g, w, rtol=1e-12, atol=1e-13)
+
+
+@twin("streaming.stream_update", "streaming.stream_finalize")
+@pytest.mark.parametrize("c_out", [1, 2])
+def test_stream_update_and_finalize(c_out):
+    phi_t, y, scale, traj = _stream_inputs(c_out, seed=c_out)
+    rows, f, cap = traj[0].shape[0], phi_t.shape[0], len(traj)
+    mult = np.random.default_rng(9).integers(0, 2**63, traj[0].shape[1], dtype=np.uint64) * 2 + 1
+    got = _stream_state(rows, cap, c_out, f, y.size)
+    want = _stream_state(rows, cap, c_out, f, y.size)
+    _run_stream(streaming, c_out, traj, phi_t, y, scale, got, mult)
+    _run_stream(naive, c_out, traj, phi_t, y, scale, want, mult)
+    for name in ("n_changes", "count", "fp", "table", "pid", "pool", "n_pool", "scales", "biases",
+                 "epochs", "n_incr"):  # fmt: skip
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    for name in ("means", "m2", "zrow"):  # incremental logits vs fresh ones: rounding
+        _close(got[name], want[name], rtol=1e-10, atol=1e-10)
+    assert (got["count"] < got["n_changes"]).any()  # revisits were recognised
+    outs = {}
+    for module, st in (("kernel", got), ("naive", want)):
+        o = [np.empty(rows) for _ in range(3)] + [np.empty(rows, np.int64) for _ in range(3)]
+        o.append(np.empty(rows, np.int8))
+        mod = streaming if module == "kernel" else naive
+        mod.stream_finalize(st["count"], st["pid"], st["pool"], st["scales"], st["biases"],
+                            st["means"], st["m2"], st["epochs"], phi_t, y, 1, 4, *o)  # fmt: skip
+        outs[module] = o
+    for i, (g, w) in enumerate(zip(outs["kernel"], outs["naive"], strict=True)):
+        if i == 5:  # n_recomputed: the kernel skips points that cannot attain the minimum
+            assert (g <= w).all() and (g >= 1).all()
+        else:
+            _close(g, w, rtol=1e-8, atol=1e-12)

@@ -21,7 +21,10 @@ QUANTIZERS = ["sign", "ternary-33", "ternary-50", "ternary-90", "2bit", "3bit", 
 ORDER = ["ternary-90", "ternary-50", "ternary-33", "sign", "2bit", "3bit", "4bit", "5bit"]
 
 
-def fabricated(rho=0.9, stab20=0.97, acc_shift=0.0) -> dict:
+GROUPS = [["ternary-90"], ["ternary-50", "ternary-33", "sign"], ["2bit"], ["3bit", "4bit", "5bit"]]
+
+
+def fabricated(rho=0.9, stab20=0.97, acc_shift=0.0, pooled20=0.97) -> dict:
     settings = []
     originals = REFERENCE["claims"]["original_accuracy"]["values"]
     for sigma in (1.5, 2.0, 3.0):
@@ -33,16 +36,33 @@ def fabricated(rho=0.9, stab20=0.97, acc_shift=0.0) -> dict:
                     "k_modes": k,
                     "sigma": sigma,
                     "n_runs": 300,
-                    "rq": {"order": list(ORDER)},
+                    "rq": {"order": list(ORDER), "tie_groups": copy.deepcopy(GROUPS)},
                     "agreement": {
                         "spearman": {"estimate": rho, "low": rho - 0.1, "high": 1.0},
                         "spearman_pvalue": 0.001,
                     },
-                    "stability": {"k_runs": [5, 20, 100], "spearman_mean": [0.8, stab20, 0.99]},
+                    "stability": {
+                        "k_runs": [5, 20, 100],
+                        "spearman_mean": [0.8, stab20, 0.99],
+                        "spearman_disjoint_mean": [0.7, stab20 - 0.05, 0.9],
+                    },
                     "accuracy": {"test": {"original": originals[key] + acc_shift}},
                 }
             )
-    return {"settings": settings, "labels": {"5bit": "5 bits", "ternary-90": "1.58b 90%"}}
+    summary = {
+        "mean_spearman_ci": {"low": rho - 0.1, "high": min(1.0, rho + 0.05)},
+        "stability_pooled": {
+            "k_runs": [5, 20, 100],
+            "spearman_mean": [0.9, pooled20, 0.99],
+            "spearman_ci": [[0.85, 0.95], [pooled20 - 0.02, 0.99], [0.98, 1.0]],
+            "spearman_disjoint_mean": [0.8, 0.9, 0.95],
+        },
+    }
+    return {
+        "settings": settings,
+        "summary": summary,
+        "labels": {"5bit": "5 bits", "ternary-90": "1.58b 90%"},
+    }
 
 
 def run_main(tmp_path, results, capsys, *extra):
@@ -75,27 +95,46 @@ def test_all_claims_pass(tmp_path, capsys):
     assert "NO" not in out
     rows = checker.check(fabricated(), REFERENCE)
     assert all(r["pass"] for r in _top_rows(rows))
-    assert len(_top_rows(rows)) == 5
+    assert len(_top_rows(rows)) == 9  # 2 x 2 ranking claims, 2 Spearman, 2 stability, accuracy
+    assert sum("(tie-aware)" in r["claim"] for r in rows) == 2
 
 
 def test_each_claim_can_fail(tmp_path, capsys):
     base = fabricated()
     cases = {}
-    r = copy.deepcopy(base)
+    r = copy.deepcopy(base)  # 4 bits last, but 5 bits still in the least-private group
     r["settings"][4]["rq"]["order"] = [*ORDER[:-2], "5bit", "4bit"]
-    cases["least private"] = r
+    cases["5 bits ranked least private by r_Q in every setting (strict)"] = r
+    r = copy.deepcopy(r)  # and now 5 bits separated from the least-private group
+    r["settings"][4]["rq"]["tie_groups"] = [*GROUPS[:-1], ["3bit", "5bit"], ["4bit"]]
+    cases["5 bits in the least-private tie group"] = r
     r = copy.deepcopy(base)
     r["settings"][0]["rq"]["order"] = ["ternary-50", "ternary-90", *ORDER[2:]]
-    cases["most private"] = r
-    cases["mean Spearman"] = fabricated(rho=0.75)
-    cases["rankings from 20 runs"] = fabricated(stab20=0.94)
+    r["settings"][0]["rq"]["tie_groups"][:2] = [["ternary-90", "ternary-50"], GROUPS[1][1:]]
+    cases["1.58b 90% ranked most private by r_Q in every setting (strict)"] = r
+    cases["mean Spearman(r_Q, MIS) over the settings >= 0.8"] = fabricated(rho=0.79)
+    cases["the paper's mean Spearman is in our interval"] = fabricated(rho=0.7)
+    cases["mean Spearman vs all runs >= 0.95 (per setting"] = fabricated(stab20=0.94)
+    cases["(pooled over settings)"] = fabricated(pooled20=0.94)
     cases["original-model accuracies"] = fabricated(acc_shift=-0.031)
     for claim, results in cases.items():
         rows = _top_rows(checker.check(results, REFERENCE))
         failed = [row["claim"] for row in rows if not row["pass"]]
-        assert len(failed) == 1 and claim in failed[0], (claim, failed)
+        assert any(claim in f for f in failed), (claim, failed)
         code, out = run_main(tmp_path, results, capsys)
         assert code == 1 and "NO" in out
+    # the strict miss alone leaves the tie-aware claim passing, and vice versa for the group
+    rows = _top_rows(
+        checker.check(
+            cases["5 bits ranked least private by r_Q in every setting (strict)"], REFERENCE
+        )
+    )
+    assert [r["claim"] for r in rows if not r["pass"]] == [
+        "5 bits ranked least private by r_Q in every setting (strict)"
+    ]
+    # Spearman 0.7: fails strict; interval [0.6, 0.75] excludes 0.86: fails with CI
+    rows = _top_rows(checker.check(fabricated(rho=0.7), REFERENCE))
+    assert sum(not r["pass"] for r in rows) == 2
 
 
 def test_failure_details_are_shown():
@@ -104,6 +143,7 @@ def test_failure_details_are_shown():
     rows = checker.check(r, REFERENCE)
     least = rows[0]
     assert least["ours"] == "8/9 settings (k8-s2: 4bit)"
+    assert rows[1]["ours"].startswith("9/9 settings (group sizes 3)") and rows[1]["pass"]
     acc = next(x for x in rows if x["claim"] == "  original accuracy k8-s2")
     assert acc["ours"] == "0.947 (diff +0.050)" and acc["pass"] is False
 
@@ -114,9 +154,11 @@ def test_missing_inputs_do_not_pass(tmp_path, capsys):
         s["agreement"] = None
         s["stability"] = None
     r["settings"] = r["settings"][:1]  # a one-setting study (like `mis demo`)
+    r["summary"] = {}
     rows = _top_rows(checker.check(r, REFERENCE))
     by = {row["claim"].split(" ")[0]: row for row in rows}
     assert by["mean"]["ours"].startswith("n/a") and by["mean"]["pass"] is False
+    assert by["the"]["ours"].startswith("n/a") and by["the"]["pass"] is False
     assert by["rankings"]["pass"] is False
     assert by["original-model"]["pass"] is False  # 8 settings missing
     code, _ = run_main(tmp_path, r, capsys)

@@ -3,7 +3,6 @@ a tiny study end to end, resuming bit for bit, the CLI."""
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
@@ -16,17 +15,16 @@ from hypothesis import strategies as st
 from mis.exceptions import MisValueError
 from mis.quant import STACKED_QUANTIZERS, stacked_quantize, weight_quantizer
 from mis.studies import synthetic
-from mis.studies._common import derive_seed, fill_keep_best_padding
+from mis.studies._common import derive_seed
 from mis.studies.synthetic import (
     Config,
     default_config,
     demo_config,
     load_config,
+    model,
     pipeline,
 )
-from mis.studies.synthetic.stacked import KeepBestRecorder
-from mis.train import GaussianMixture, QuadraticLinear, TrainConfig, train_ensemble
-from mis.train.trajectory import TrajectoryRecorder
+from mis.studies.synthetic.streaming import StreamingRecorder, quadratic_features
 from tests import naive
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,10 +47,15 @@ def tiny_config(**over) -> Config:
             "n_val": 20,
             "n_test": 50,
         },
-        "train": {"epochs": 40, "lr": 1e-2},
-        "trajectory": {"keep_best": 6, "quantizers": list(TINY_QUANTIZERS)},
-        "mis": {"n_members": 12, "hidden": [8], "epochs": 2, "patience": 1},
-        "analysis": {"k_runs": [2, 4, 8], "n_subsets": 10, "n_resamples": 50},
+        "train": {"epochs": 40, "lr": 1e-2, "batch_size": 4},
+        "trajectory": {"quantizers": list(TINY_QUANTIZERS)},
+        "mis": {"n_members": 12, "hidden": [8], "epochs": 2, "patience": 1, "folds": 3},
+        "analysis": {
+            "k_runs": [2, 4, 8],
+            "n_subsets": 10,
+            "n_resamples": 50,
+            "stability_resamples": 10,
+        },
     }
     for section, values in over.items():
         d.setdefault(section, {}).update(values)
@@ -103,96 +106,146 @@ def test_stacked_quantize_all_zero_rows_and_bad_input():
 
 
 # ------------------------------------------------------------------------------------------
-# keep-best recorder against TrajectoryRecorder
+# the one-logit model and the streaming recorder against Algorithm 1 written literally
 # ------------------------------------------------------------------------------------------
-def _train_with(recorders, epochs=60, k=3, dim=6, seed=0):
-    mix = GaussianMixture.random(dim=dim, k_modes=4, sigma=1.0, rng=seed)
-    x, y = mix.sample(15 * k, seed + 1)
-    subsets = [np.arange(15 * i, 15 * (i + 1)) for i in range(k)]
-    cfg = TrainConfig.aubinais2025(epochs=epochs, lr=1e-2)
-    train_ensemble(
-        functools.partial(QuadraticLinear, dim),
-        torch.from_numpy(x),
-        y,
-        cfg,
-        list(range(10, 10 + k)),
-        subsets=subsets,
-        device="cpu",
-        callbacks=recorders,
-        progress=False,
+def test_binary_head_is_one_logit_with_bce():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 5)).astype(np.float32)
+    y = rng.integers(0, 2, 30)
+    flat = rng.normal(size=(3, 1 + 10)).astype(np.float32)
+    z = model.logits(flat, x, 1)
+    assert z.shape == (3, 30, 1)
+    lin = torch.nn.Linear(10, 1).double()
+    with torch.no_grad():
+        lin.weight.copy_(torch.from_numpy(flat[1, 1:].astype(np.float64))[None])
+        lin.bias.copy_(torch.from_numpy(flat[1, :1].astype(np.float64)))
+    ref = lin(torch.from_numpy(quadratic_features(x)))
+    np.testing.assert_allclose(z[1], ref.detach().numpy(), rtol=1e-12)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(
+        ref[:, 0], torch.from_numpy(y).double(), reduction="none"
     )
+    np.testing.assert_allclose(model.losses(z[1], y), bce.detach().numpy(), rtol=1e-10)
+    np.testing.assert_array_equal(model.predictions(z[1]), (ref[:, 0] > 0).numpy())
+    z2 = model.logits(rng.normal(size=(1, 2 + 20)).astype(np.float32), x, 2)[0]
+    ce = torch.nn.functional.cross_entropy(
+        torch.from_numpy(z2), torch.from_numpy(y), reduction="none"
+    )
+    np.testing.assert_allclose(model.losses(z2, y), ce.numpy(), rtol=1e-10)
+    for name in ("sign", "ternary-50", "3bit"):
+        q = model.quantize_flat(name, flat, 1)
+        wq = weight_quantizer(name)
+        for r in range(3):
+            t = torch.from_numpy(flat[r])
+            assert torch.equal(torch.from_numpy(q[r, :1]), wq(t[:1]))
+            assert torch.equal(torch.from_numpy(q[r, 1:]), wq(t[1:].reshape(1, -1)).reshape(-1))
+        kept = model.quantize_flat(name, flat, 1, params="weights")
+        np.testing.assert_array_equal(kept[:, :1], flat[:, :1])
 
 
-def _validation(dim=6, n=25, seed=0):
-    mix = GaussianMixture.random(dim=dim, k_modes=4, sigma=1.0, rng=seed)
-    xv, yv = mix.sample(n, 99)
-    return torch.from_numpy(xv), yv
+def _literal_rq(traj_w, traj_b, xv, yv, name, k, params, keep=None):
+    """Algorithm 1 as written over every checkpoint of run k, after removing repeated
+    quantized points (their first occurrence is kept): the distinct points' losses are
+    computed with torch in float64 (two logits: the cross-entropy as BCE of z₁ − z₀, the same
+    function); ``keep``: only the ``keep`` lowest-mean points."""
+    q = weight_quantizer(name)
+    phi = torch.from_numpy(quadratic_features(xv))
+    y = torch.from_numpy(np.asarray(yv))
+    seen, rows = set(), []
+    for w_all, b_all in zip(traj_w, traj_b, strict=True):
+        w = torch.from_numpy(np.asarray(w_all[k], np.float32))
+        b = torch.from_numpy(np.asarray(b_all[k], np.float32))
+        wq, bq = q(w), q(b) if params == "all" else b
+        key = (bq.numpy().tobytes(), wq.numpy().tobytes())
+        if key in seen:
+            continue
+        seen.add(key)
+        wq, bq = wq.double(), bq.double()
+        if wq.shape[0] == 1:
+            z = phi @ wq[0] + bq[0]
+        else:  # two classes: the cross-entropy is a function of z₁ − z₀ alone
+            z = phi @ (wq[1] - wq[0]) + (bq[1] - bq[0])
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(z, y.double(), reduction="none")
+        rows.append(loss.numpy())
+    L = np.array(rows)
+    if keep is not None:
+        L = L[np.argsort(L.mean(axis=1), kind="stable")[:keep]]
+    if len(L) == 1:
+        return np.inf, 1
+    m = np.sort(L.mean(axis=1))
+    if (m[1:] == m[0]).any():
+        return 0.0, len(rows)  # two distinct points with the same mean loss
+    return naive.rq_algorithm1(L), len(rows)
 
 
-@pytest.mark.parametrize("params", ["all", "weights"])
-@pytest.mark.parametrize("every", [1, 3])
-def test_keep_best_recorder_equals_trajectory_recorder(params, every):
-    xv, yv = _validation()
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    c=st.sampled_from([1, 2]),
+    params=st.sampled_from(["all", "weights"]),
+    epochs=st.integers(2, 40),
+    step=st.floats(0.01, 0.5),
+    revisit=st.floats(0, 0.4),
+)
+def test_streaming_rq_equals_algorithm_1_on_random_trajectories(
+    seed, c, params, epochs, step, revisit
+):
+    rng = np.random.default_rng(seed)
+    k, d, nv = 3, 4, 17
+    xv = rng.normal(size=(nv, d)).astype(np.float32)
+    yv = rng.integers(0, 2, nv)
     names = list(STACKED_QUANTIZERS)
-    ref = TrajectoryRecorder(
-        {n: weight_quantizer(n) for n in names},
-        xv,
-        torch.from_numpy(yv),
-        keep_best=5,
-        every=every,
-        params=params,
-    )
-    fast = KeepBestRecorder(names, xv, yv, keep_best=5, every=every, params=params)
-    _train_with([ref, fast])
-    a, b = ref.result(), fast.result()
-    assert np.array_equal(a["qhash"], b["qhash"])
-    assert np.array_equal(a["val_epochs"], b["val_epochs"])
-    np.testing.assert_allclose(b["val_losses"], a["val_losses"], rtol=1e-5, atol=1e-6)
-    assert fast.n_changes.shape == (3, len(names))
-    assert (fast.n_changes >= 1).all() and (fast.n_changes <= 60 // every).all()
+    rec = StreamingRecorder(names, xv, yv, n_checkpoints=epochs, params=params, keep_best=3)
+    w = rng.normal(size=(k, c, 2 * d))
+    b = rng.normal(size=(k, c))
+    traj_w, traj_b = [], []
+    for e in range(1, epochs + 1):
+        w = w + step * rng.normal(size=w.shape) * (rng.random(w.shape) < 0.4)
+        b = b + step * rng.normal(size=b.shape)
+        if traj_w and rng.random() < revisit:  # back to an earlier checkpoint
+            j = rng.integers(len(traj_w))
+            w, b = traj_w[j].copy(), traj_b[j].copy()
+        traj_w.append(w.copy())
+        traj_b.append(b.copy())
+        rec(e, w, b)
+    res = rec.result()
+    for i in range(k):
+        for j, name in enumerate(names):
+            want, n_distinct = _literal_rq(traj_w, traj_b, xv, yv, name, i, params)
+            assert res["n_distinct"][i, j] == n_distinct
+            got = res["rq"][i, j]
+            assert got == want or np.isclose(got, want, rtol=1e-6, atol=0), (name, got, want)
+            kept, _ = _literal_rq(traj_w, traj_b, xv, yv, name, i, params, keep=3)
+            got = res["rq_kept"][i, j]
+            assert got == kept or np.isclose(got, kept, rtol=1e-6, atol=0), (name, got, kept)
+    assert (res["n_changes"] >= res["n_distinct"]).all()
 
 
-def test_keep_best_recorder_pads_like_the_reference():
-    # sign of a slowly trained model changes rarely: fewer distinct points than keep_best
-    xv, yv = _validation()
-    ref = TrajectoryRecorder(
-        {"sign": weight_quantizer("sign")}, xv, torch.from_numpy(yv), keep_best=50
-    )
-    fast = KeepBestRecorder(["sign"], xv, yv, keep_best=50)
-    _train_with([ref, fast], epochs=20)
-    a, b = ref.result(), fast.result()
-    assert (b["val_epochs"] == -1).any()
-    assert np.array_equal(a["val_epochs"], b["val_epochs"])
-    assert np.array_equal(a["qhash"], b["qhash"])
-    assert np.array_equal(np.isnan(a["val_losses"]), np.isnan(b["val_losses"]))
-
-
-def test_keeping_every_point_gives_algorithm_1():
-    """keep_best >= #checkpoints: r_Q from the kept points equals r_Q from all checkpoints."""
-    from mis.security import rq_batch
-
-    xv, yv = _validation()
-    names = ["sign", "ternary-50", "3bit", "5bit"]
-    full = TrajectoryRecorder({n: weight_quantizer(n) for n in names}, xv, torch.from_numpy(yv))
-    fast = KeepBestRecorder(names, xv, yv, keep_best=40)
-    _train_with([full, fast], epochs=40)
-    a, b = full.result(), fast.result()
-    vl, qh = fill_keep_best_padding(b["val_losses"], b["qhash"], b["val_epochs"])
-    np.testing.assert_allclose(rq_batch(vl, qh), rq_batch(a["val_losses"], a["qhash"]), rtol=1e-4)
-
-
-def test_recorder_bad_arguments():
-    xv, yv = _validation()
-    with pytest.raises(MisValueError, match="keep_best"):
-        KeepBestRecorder(["sign"], xv, yv, keep_best=0)
-    with pytest.raises(MisValueError, match="every"):
-        KeepBestRecorder(["sign"], xv, yv, keep_best=2, every=0)
-    with pytest.raises(MisValueError, match="params"):
-        KeepBestRecorder(["sign"], xv, yv, keep_best=2, params="bias")
-    with pytest.raises(MisValueError, match="y_val"):
-        KeepBestRecorder(["sign"], xv, yv[:-1], keep_best=2)
+def test_streaming_recorder_memory_is_the_distinct_points_and_bad_arguments():
+    rng = np.random.default_rng(1)
+    xv, yv = rng.normal(size=(9, 3)), rng.integers(0, 2, 9)
+    rec = StreamingRecorder(["sign", "5bit"], xv, yv, n_checkpoints=2, every=2)
+    w, b = rng.normal(size=(2, 1, 6)), rng.normal(size=(2, 1))
+    rec(1, w, b)  # not a multiple of every: ignored
     with pytest.raises(MisValueError, match="nothing recorded"):
-        KeepBestRecorder(["sign"], xv, yv, keep_best=2).result()
+        rec.result()
+    rec(2, w, b)
+    rec(4, w + 1.0, b)
+    assert rec.n_distinct.tolist() == [[2, 2], [2, 2]]
+    assert rec._state["n_pool"][0] == 8  # one pool row of int8 codes per distinct point
+    pts = rec.points(0, 1)
+    np.testing.assert_array_equal(pts["epochs"], [2, 4])
+    flat, _ = rec.quantize(w + 1.0, b)
+    np.testing.assert_array_equal(pts["weights"][1].reshape(-1), flat[0, 1, 1:])
+    with pytest.raises(MisValueError, match="n_checkpoints"):
+        rec(6, w + 2.0, b)  # a third distinct point in a table of 2
+    with pytest.raises(MisValueError, match="every"):
+        StreamingRecorder(["sign"], xv, yv, n_checkpoints=2, every=0)
+    with pytest.raises(MisValueError, match="params"):
+        StreamingRecorder(["sign"], xv, yv, n_checkpoints=2, params="bias")
+    with pytest.raises(MisValueError, match="y_val"):
+        StreamingRecorder(["sign"], xv, yv[:-1], n_checkpoints=2)
+    with pytest.raises(MisValueError, match="quantizers"):
+        StreamingRecorder(["uaq-4"], xv, yv, n_checkpoints=2)
 
 
 # ------------------------------------------------------------------------------------------
@@ -223,6 +276,12 @@ def test_shipped_toml_is_the_full_study_and_demo_is_valid():
         ("[mis]\nenabled = 1\n", "mis.enabled"),
         ("[mis]\nhidden = [64, 0]\n", r"mis.hidden\[1\]"),
         ("[mis]\nn_members = 500\n", "mis.n_members"),
+        ("[mis]\nfolds = 1\n", "mis.folds"),
+        ("[mis]\nfolds = 400\n", "mis.folds"),
+        ("[model]\nhead = 'softmax'\n", "model.head"),
+        ("[train]\nbatch_size = -1\n", "train.batch_size"),
+        ("[train]\nbatch_size = 129\n", "train.batch_size"),
+        ("[analysis]\nstability_resamples = -1\n", "analysis.stability_resamples"),
         ("[analysis]\nconfidence_level = 1.0\n", "analysis.confidence_level"),
         ("[study]\nruns = 1\n", "study.runs"),
         ("study = 3\n", "study"),
@@ -261,12 +320,13 @@ def test_derive_seed_is_deterministic_and_distinct():
 # ------------------------------------------------------------------------------------------
 # end to end
 # ------------------------------------------------------------------------------------------
-def _strip(results: dict) -> dict:
+def _strip(results: dict) -> str:
+    """The results without timings, as JSON text (NaN == NaN there, unlike in a dict)."""
     r = dict(results)
     r.pop("timing")
     r.pop("timing_history")
     r["config"] = {**r["config"], "study": {**r["config"]["study"], "workers": None}}
-    return r
+    return json.dumps(r, sort_keys=True, default=float)
 
 
 @pytest.fixture(scope="module")
@@ -282,6 +342,7 @@ def test_tiny_study_end_to_end(tiny_study):
         "report.md",
         "results.json",
         "rq.csv",
+        "adjacent.csv",
         "agreement.csv",
         "stability.csv",
         "accuracy.csv",
@@ -299,45 +360,65 @@ def test_tiny_study_end_to_end(tiny_study):
     for s in results["settings"]:
         assert s["n_runs"] == 8
         assert sorted(s["rq"]["order"]) == sorted(TINY_QUANTIZERS)
+        assert [q for g in s["rq"]["tie_groups"] for q in g] == s["rq"]["order"]
         for q in TINY_QUANTIZERS:
             m = s["rq"]["per_quantizer"][q]["mean"]
-            assert 0 <= m["low"] <= m["estimate"] <= m["high"]
+            assert m["low"] <= m["estimate"] <= m["high"]
             mis = s["mis"][q]["mis"]
             assert 0 <= mis["low"] <= mis["estimate"] <= mis["high"] <= 1
+            assert s["mis"][q]["n_test"] == 8 * 2 * 12  # every run is a test run
         assert "original" in s["mis"]
         a = s["agreement"]
         assert -1 <= a["spearman"]["estimate"] <= 1 and 0 < a["spearman_pvalue"] <= 1
         assert a["permutation"] == "exact"
-        assert s["stability"]["k_runs"] == [2, 4, 8]
-        assert s["stability"]["spearman_mean"][-1] == pytest.approx(1.0)  # all runs
+        st_ = s["stability"]
+        assert st_["k_runs"] == [2, 4, 8]
+        assert st_["spearman_mean"][-1] == pytest.approx(1.0)  # all runs
+        assert np.isnan(st_["spearman_disjoint_mean"][-1])  # no other runs left
+        assert all(lo <= hi for lo, hi in st_["spearman_ci"])
         acc = s["accuracy"]["test"]
         assert set(acc) == {"original", *TINY_QUANTIZERS}
         assert all(0 <= v <= 1 for v in acc.values())
+        d = s["rq_diagnostics"]
+        assert all(v >= 1 for v in d["mean_distinct"].values())
     text = (out / "report.md").read_text()
-    assert "## Headline" in text and "Table 2" in text and "| 1.58b 90% |" in text
-    assert "mean_spearman" in results["summary"]
+    assert text.index("## Verdict") < text.index("## Privacy ranking")
+    assert "Does r_Q agree with the MIS baseline?" in text and "tie group" in text
+    assert "Table 2" in text and "| 1.58b 90% |" in text
+    summ = results["summary"]
+    assert "mean_spearman" in summ and summ["mean_spearman_ci"]["low"] is not None
+    assert summ["stability_pooled"]["k_runs"] == [2, 4, 8]
+    assert summ["keep_best"]["run_quantizer_pairs"] == 2 * 8 * len(TINY_QUANTIZERS)
 
 
-def test_rq_matches_recomputation_from_the_store(tiny_study):
-    from mis.security import rq_batch
+def test_rq_in_the_store_is_algorithm_1_over_every_checkpoint(tiny_study):
+    """Retrain two runs exactly as the study does, record every checkpoint, and compute r_Q
+    with Algorithm 1 written literally: it equals what the study stored."""
     from mis.store import RunStore
+    from mis.studies.synthetic.data import setting_data
+    from mis.studies.synthetic.jobs import train_runs
 
     out, results = tiny_study
+    cfg = tiny_config()
     store = RunStore(out / "store", create=False)
-    rq = np.asarray(store.load("k4-s2/rq"))
-    assert rq.shape == (8, len(TINY_QUANTIZERS)) and np.isfinite(rq).all()
-    names = [f"k4-s2/train/chunk{i:04d}" for i in range(3)]
-    vl = np.concatenate([store.load(f"{n}/val_losses") for n in names])
-    qh = np.concatenate([store.load(f"{n}/qhash") for n in names])
-    ep = np.concatenate([store.load(f"{n}/val_epochs") for n in names])
-    # padding rows (fewer distinct points than keep_best) dropped one block at a time
-    for r in range(8):
-        for q in range(len(TINY_QUANTIZERS)):
-            ok = ep[r, q] >= 0
-            want = rq_batch(vl[r : r + 1, q : q + 1, ok], qh[r : r + 1, q : q + 1, ok])
-            assert rq[r, q] == want[0, 0]
+    rq = np.asarray(store.load("k4-s2/train/chunk0000/rq"))
+    rq_all = np.asarray(store.load("k4-s2/train/chunk0000/rq_all"))
+    np.testing.assert_array_equal(rq, rq_all)  # keep_best = 0: every distinct point
+    mixture, (xv, yv), _ = setting_data(cfg, 4, 2.0)
+    traj_w, traj_b = [], []
+
+    def record(epoch, w, b):
+        traj_w.append(w.copy())
+        traj_b.append(b.copy())
+
+    train_runs(cfg, mixture, 4, 2.0, np.arange(2), callbacks=[record])
+    for i in range(2):
+        for j, name in enumerate(TINY_QUANTIZERS):
+            want, _ = _literal_rq(traj_w, traj_b, xv, yv, name, i, "all")
+            assert rq[i, j] == pytest.approx(want, rel=1e-9), name
     mean = results["settings"][1]["rq"]["per_quantizer"]["sign"]["mean"]["estimate"]
-    assert mean == pytest.approx(rq[:, 0].mean())
+    all_rq = np.concatenate([store.load(f"k4-s2/train/chunk{i:04d}/rq") for i in range(3)])
+    assert mean == pytest.approx(all_rq[:, 0].mean())
 
 
 def test_interrupted_study_resumes_bit_for_bit(tiny_study, tmp_path, monkeypatch):
@@ -373,11 +454,11 @@ def test_interrupted_study_resumes_bit_for_bit(tiny_study, tmp_path, monkeypatch
     a, b = RunStore(ref_out / "store", create=False), RunStore(out / "store", create=False)
     assert a.names() == b.names()
     for name in a.names():
-        if name.endswith("/cpu_seconds"):  # timing, not a result
+        if name.endswith(("/cpu_seconds", "/peak_rss_mb")):  # measurements, not results
             continue
         x, y = np.asarray(a.load(name)), np.asarray(b.load(name))
         assert x.dtype == y.dtype and x.tobytes() == y.tobytes(), name
-    for name in ("rq.csv", "accuracy.csv", "agreement.csv", "stability.csv"):
+    for name in ("rq.csv", "adjacent.csv", "accuracy.csv", "agreement.csv", "stability.csv"):
         assert (ref_out / name).read_text() == (out / name).read_text()
     history = json.loads((out / "timing.json").read_text())
     # finished stages only: the train stage of the 1st invocation and the MIS stage of the 2nd
@@ -410,6 +491,22 @@ def test_study_without_mis(tmp_path):
     assert not (tmp_path / "r" / "fig2_rq_vs_mis.png").exists()
 
 
+def test_second_discriminator_seed_is_added_to_a_finished_study(tmp_path):
+    cfg = tiny_config(study={"runs": 6, "chunk_size": 6}, data={"sigmas": [1.0]},
+                      analysis={"k_runs": [2, 6]})  # fmt: skip
+    first = synthetic.run_synthetic(cfg, tmp_path / "r", progress=False)
+    more = tiny_config(study={"runs": 6, "chunk_size": 6}, data={"sigmas": [1.0]},
+                       analysis={"k_runs": [2, 6]}, mis={"repeats": 2})  # fmt: skip
+    res = synthetic.run_synthetic(more, tmp_path / "r", progress=False)  # mis.repeats may grow
+    assert res["timing"]["jobs"]["train"] == {"run": 0, "skipped": 1}
+    assert res["timing"]["jobs"]["mis"] == {"run": 5, "skipped": 5}
+    m0, m1 = first["settings"][0]["mis"], res["settings"][0]["mis"]
+    assert all(m1[q]["repeats"][0] == m0[q]["mis"]["estimate"] for q in m0)  # seed 0 kept
+    sp = res["summary"]["mis_seed_spread"]
+    assert sp["max"] >= sp["mean"] >= 0 and sp["bootstrap_sd"] > 0
+    assert "discriminator seeds" in (tmp_path / "r" / "report.md").read_text()
+
+
 def test_run_synthetic_bad_arguments(tmp_path):
     with pytest.raises(MisValueError, match=r"synthetic\.Config"):
         synthetic.run_synthetic({"study": {}}, tmp_path)
@@ -434,7 +531,7 @@ def test_cli_synth_with_config_and_bad_config(tmp_path, capsys):
     (tmp_path / "c.toml").write_text("\n".join(lines) + "\n")
     argv = ["synth", "--config", str(tmp_path / "c.toml"), "--out", str(tmp_path / "o"), "--quiet"]
     assert cli.main(argv) == 0
-    assert "## Headline" in capsys.readouterr().out
+    assert "## Verdict" in capsys.readouterr().out
     assert (tmp_path / "o" / "report.md").exists()
     (tmp_path / "bad.toml").write_text("[trajectory]\nevery = 0\n")
     assert cli.main(["synth", "--config", str(tmp_path / "bad.toml"), "--out", "x"]) == 2

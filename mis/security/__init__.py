@@ -2,9 +2,11 @@
 
 * :func:`rq`, :func:`rq_batch`: the r_Q indicator of Aubinais et al. (2025),
   Algorithm 1 (numba; no torch).
-* :func:`rank_quantizers`, :func:`rank_stability`, :func:`rank_agreement`:
-  rankings of quantizers with bootstrap-over-runs intervals, Fig. 1 stability,
-  and Spearman / Kendall agreement with exact permutation p-values.
+* :func:`rank_quantizers`, :func:`rank_stability`, :func:`pooled_rank_stability`,
+  :func:`rank_agreement`: rankings of quantizers with bootstrap-over-runs intervals, Holm
+  over adjacent comparisons and tie groups, Fig. 1 stability (per setting, pooled, against
+  all runs or the other runs), and Spearman / Kendall agreement with exact permutation
+  p-values.
 * :func:`discriminator_mis`: the discriminator estimate of the MIS (§4.2), with its
   result :class:`DiscriminatorMIS`. It is the only torch code here and is imported
   lazily, on first access, so that ``import mis.security`` never imports torch: this
@@ -13,9 +15,11 @@
 
 from mis.security._ranking import (
     AdjacentComparison,
+    PooledStability,
     QuantizerRanking,
     RankAgreement,
     RankStability,
+    pooled_rank_stability,
     rank_agreement,
     rank_quantizers,
     rank_stability,
@@ -28,12 +32,14 @@ _DISCRIMINATOR_NAMES = {"DiscriminatorMIS", "discriminator_mis"}
 __all__ = [
     "AdjacentComparison",
     "DiscriminatorMIS",
+    "PooledStability",
     "QuantizerRanking",
     "RankAgreement",
     "RankStability",
     "RqBatchResult",
     "RqResult",
     "discriminator_mis",
+    "pooled_rank_stability",
     "rank_agreement",
     "rank_quantizers",
     "rank_stability",

@@ -11,10 +11,16 @@ MIS by MIS = clip(2(1 − test accuracy), 0, 1).
 Data layout. Run r is one model θ̂_r trained on its own i.i.d. training set;
 its ``n`` members are (a subset of) that set and its ``n`` non-members fresh
 samples that no model was trained on. Inputs are arrays with a leading run
-axis (see :func:`discriminator_mis`). Runs are split into train / validation / test
-**by run**, so the test accuracy is measured on models the discriminator never
-saw. Members and non-members are balanced in every run (the prior ½ of
-Definition 2.5).
+axis (see :func:`discriminator_mis`). Members and non-members are balanced in
+every run (the prior ½ of Definition 2.5).
+
+Cross-fitting (default, ``folds=5``). The runs are split at random into K folds
+**by run**; for each fold a discriminator is trained on the runs of the other
+folds (a share ``val_fraction`` of them held out for early stopping) and
+decides on the runs of its fold. Every run is thus a test run, scored by a
+discriminator that never saw it, and the MIS comes from all n_runs × 2n
+out-of-fold decisions. ``folds=None`` is the older single split: a share
+``test_fraction`` of the runs (or ``test_runs``) is tested, the rest trains.
 
 Architecture and training (defaults; the paper specifies only "a feed-forward
 neural network" on (x, flattened θ̂, loss)):
@@ -31,11 +37,16 @@ neural network" on (x, flattened θ̂, loss)):
   without improvement stop the training);
 * decision: member iff the logit is > 0.
 
-Interval. The accuracy gets a Clopper–Pearson interval over the test
-decisions, mapped through 2(1 − ·) and clipped. It treats the test samples as
-independent Bernoulli trials; samples of one run share θ̂, so with few test
-runs the interval is optimistic. ``per_run_accuracy`` lets you bootstrap over
-test runs instead (e.g. with :func:`~mis.security.rank_agreement`).
+Interval. The decisions of one run share θ̂ (and, cross-fitted, the fold's
+discriminator), so they are not independent trials: the interval is a cluster
+bootstrap over test runs (runs resampled with replacement, the accuracy of a
+resample is the mean of its runs' accuracies — every run has 2n decisions),
+percentile, mapped through clip(2(1 − ·), 0, 1). Between-run variation and,
+through the runs, between-fold variation are in it; the randomness of
+training a discriminator (its seed) is not — repeat with another ``rng`` to see
+it. The Clopper–Pearson interval over decisions, which treats them as
+independent and is therefore optimistic, is kept as ``mis_clopper_pearson`` for
+comparison.
 
 Limitation (§4.2 of the paper): the discriminator is not invariant to
 permutations of hidden units, so it is meant for models with one layer or a
@@ -71,23 +82,35 @@ class DiscriminatorMIS:
     Attributes
     ----------
     mis : Interval
-        clip(2(1 − accuracy), 0, 1) with the Clopper–Pearson interval mapped
-        through the same function.
+        clip(2(1 − accuracy), 0, 1) over all test decisions, with the cluster-bootstrap
+        (over test runs) percentile interval mapped through the same function.
     accuracy : Interval
-        Test accuracy with its Clopper–Pearson interval.
+        Test accuracy with the same bootstrap interval.
+    mis_clopper_pearson : Interval
+        The MIS with the Clopper–Pearson interval over decisions (treats the decisions as
+        independent: optimistic; for comparison).
     n_test, n_correct : int
         Test decisions (members + non-members of the test runs) and correct ones.
+    confidence_level : float
+    n_resamples : int
+        Bootstrap resamples of the test runs.
+    folds : int or None
+        Number of cross-fitting folds (None: one train / test split).
     per_run_accuracy : ndarray, shape (n_test_runs,)
-        Accuracy on each test run.
+        Accuracy on each test run (order of ``test_runs``).
     per_run_mis : ndarray, shape (n_test_runs,)
         2(1 − per_run_accuracy), *not* clipped, so that its mean over runs is
         the unclipped MIS estimate (input for bootstrap-over-runs statistics).
-    train_runs, val_runs, test_runs : ndarray of int
-        The split, as run indices of the input.
-    best_epoch : int
-        Epoch (1-based) whose weights were kept.
-    history : dict of list of float
-        ``train_loss`` (mean BCE per epoch) and, with validation runs,
+    test_runs : ndarray of int
+        Runs with decisions, sorted (all runs when cross-fitted).
+    fold_of_run : ndarray of int, shape (n_runs,)
+        Fold that tested each run (−1: never tested, single split only).
+    train_runs, val_runs : tuple of ndarray of int
+        Per fold, the runs that trained the discriminator and those that stopped it early.
+    best_epochs : tuple of int
+        Per fold, the epoch (1-based) whose weights were kept.
+    histories : tuple of dict of list of float
+        Per fold, ``train_loss`` (mean BCE per epoch) and, with validation runs,
         ``val_loss`` and ``val_accuracy``.
     config : dict
         The hyperparameters used.
@@ -96,16 +119,20 @@ class DiscriminatorMIS:
 
     mis: Interval
     accuracy: Interval
+    mis_clopper_pearson: Interval
     n_test: int
     n_correct: int
     confidence_level: float
+    n_resamples: int
+    folds: int | None
     per_run_accuracy: np.ndarray = field(repr=False, compare=False)
     per_run_mis: np.ndarray = field(repr=False, compare=False)
-    train_runs: np.ndarray = field(repr=False, compare=False)
-    val_runs: np.ndarray = field(repr=False, compare=False)
     test_runs: np.ndarray = field(repr=False, compare=False)
-    best_epoch: int = 0
-    history: dict = field(default_factory=dict, repr=False, compare=False)
+    fold_of_run: np.ndarray = field(repr=False, compare=False)
+    train_runs: tuple = field(default=(), repr=False, compare=False)
+    val_runs: tuple = field(default=(), repr=False, compare=False)
+    best_epochs: tuple = ()
+    histories: tuple = field(default=(), repr=False, compare=False)
     config: dict = field(default_factory=dict, repr=False, compare=False)
     device: str = "cpu"
 
@@ -171,8 +198,29 @@ def _features(x, y, loss, side: str, n_runs: int, n_classes):
     return x, y, loss
 
 
-def _split(n_runs, test_fraction, val_fraction, test_runs, gen):
+def _val_split(rest: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Training and early-stopping runs among ``rest`` (already in random order)."""
+    n_val = 0
+    if val_fraction > 0 and rest.size >= 3:
+        n_val = min(max(1, round(val_fraction * rest.size)), rest.size - 1)
+    return np.sort(rest[n_val:]), np.sort(rest[:n_val])
+
+
+def _splits(n_runs, folds, test_fraction, val_fraction, test_runs, gen):
+    """The (train, val, test) runs of every fold; one fold for a single split."""
+    probability(val_fraction, "val_fraction", open_lo=False)
     perm = gen.permutation(n_runs)
+    if folds is not None:
+        if test_runs is not None:
+            raise MisValueError("test_runs needs folds=None (a single split); got folds="
+                                f"{folds}")  # fmt: skip
+        folds = integer(folds, "folds", 2, n_runs)
+        out = []
+        for f in range(folds):
+            test = np.sort(perm[f::folds])
+            rest = perm[np.arange(n_runs) % folds != f]
+            out.append((*_val_split(rest, val_fraction), test))
+        return out
     if test_runs is not None:
         test = np.unique(np.asarray(test_runs, dtype=np.int64))
         if test.size == 0 or test.min() < 0 or test.max() >= n_runs:
@@ -186,11 +234,7 @@ def _split(n_runs, test_fraction, val_fraction, test_runs, gen):
         test, rest = np.sort(perm[:n_test]), perm[n_test:]
     if rest.size == 0:
         raise MisValueError(f"no runs left to train the discriminator ({n_runs} runs, all test)")
-    probability(val_fraction, "val_fraction", open_lo=False)
-    n_val = 0
-    if val_fraction > 0 and rest.size >= 3:
-        n_val = min(max(1, round(val_fraction * rest.size)), rest.size - 1)
-    return np.sort(rest[n_val:]), np.sort(rest[:n_val]), test
+    return [(*_val_split(rest, val_fraction), test)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,6 +322,7 @@ def discriminator_mis(
     nonmember_loss,
     *,
     n_classes: int | None = None,
+    folds: int | None = 5,
     test_fraction: float = 0.3,
     val_fraction: float = 0.1,
     test_runs=None,
@@ -289,6 +334,7 @@ def discriminator_mis(
     weight_decay: float = 0.0,
     patience: int = 10,
     confidence_level: float = 0.95,
+    n_resamples: int = 2000,
     device=None,
     num_threads: int | None = None,
     rng: int = 0,
@@ -315,18 +361,24 @@ def discriminator_mis(
         samples per run as members (balanced classes).
     n_classes : int, optional
         One-hot encode integer labels ``member_y``/``nonmember_y`` (shape (n_runs, n)).
+    folds : int or None, default 5
+        Cross-fitting by run: K folds, each run tested by the discriminator trained on
+        the other folds (module docstring). None: a single train / test split.
     test_fraction : float, default 0.3
-        Share of runs held out for testing (at least one; ignored if ``test_runs``).
+        With ``folds=None``: share of runs held out for testing (at least one; ignored
+        if ``test_runs``).
     val_fraction : float, default 0.1
-        Share of the remaining runs held out for early stopping (0: none).
+        Share of each discriminator's training runs held out for early stopping (0: none).
     test_runs : sequence of int, optional
-        Explicit test runs. The split is otherwise drawn from ``rng`` and
-        depends only on (n_runs, rng): every quantizer of a study given the
-        same seed is tested on the same runs.
+        With ``folds=None``: explicit test runs. Folds and splits are otherwise drawn
+        from ``rng`` and depend only on (n_runs, rng): every quantizer of a study given
+        the same seed is tested on the same runs, in the same folds.
     hidden, dropout, epochs, batch_size, lr, weight_decay, patience
         Discriminator and training (module docstring).
     confidence_level : float, default 0.95
-        Of the Clopper–Pearson interval.
+        Of the intervals.
+    n_resamples : int, default 2000
+        Cluster-bootstrap resamples of the test runs for the intervals.
     device : str or torch.device, optional
         Default: ``"cuda"`` when available, else ``"cpu"``.
     num_threads : int, optional
@@ -336,7 +388,7 @@ def discriminator_mis(
         of tiny matrix products mostly wait for each other (measured 14x
         slower with 2 threads than with 1 on a loaded 2-core machine).
     rng : int, default 0
-        Seed of the split, the initialisation and the batch order. On the CPU
+        Seed of the folds (or split), the initialisations and the batch orders. On the CPU
         the same seed gives identical results; the global torch RNG state is
         left untouched.
     progress : bool or None
@@ -385,8 +437,9 @@ def discriminator_mis(
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise MisValueError("device='cuda' was requested but CUDA is not available; use 'cpu'")
 
+    n_resamples = positive_int(n_resamples, "n_resamples")
     gen = as_generator(int(rng))
-    train, val, test = _split(n_runs, test_fraction, val_fraction, test_runs, gen)
+    splits = _splits(n_runs, folds, test_fraction, val_fraction, test_runs, gen)
     x = np.concatenate([mx, nx], axis=1)
     y = np.concatenate([my, ny], axis=1)
     loss = np.concatenate([ml, nl], axis=1)
@@ -394,27 +447,73 @@ def discriminator_mis(
     labels = np.concatenate([np.ones((n_runs, n)), np.zeros((n_runs, n))], axis=1).astype(
         np.float32
     )
-    data = _Data(p, x, y, loss, labels, train, dev)
     config = dict(
         hidden=hidden, dropout=dropout, epochs=epochs, batch_size=batch_size, lr=lr,
-        weight_decay=weight_decay, patience=patience, test_fraction=test_fraction,
+        weight_decay=weight_decay, patience=patience, folds=folds, test_fraction=test_fraction,
         val_fraction=val_fraction, n_classes=n_classes, rng=int(rng), num_threads=num_threads,
-        n_features=int(data.params.shape[1] + data.sample.shape[2]),
+        n_features=int(p.shape[1] + x.shape[2] + y.shape[2] + 1),
     )  # fmt: skip
 
     prev_threads = torch.get_num_threads()
+    correct = np.zeros((n_runs, 2 * n), dtype=bool)
+    fold_of_run = np.full(n_runs, -1, dtype=np.int64)
+    best_epochs, histories = [], []
     try:
         if num_threads is not None:
             torch.set_num_threads(num_threads)
-        return _train_and_test(
-            data, config, dev, int(rng), n, train, val, test, confidence_level, progress
-        )
+        for f, (train, val, test) in enumerate(splits):
+            data = _Data(p, x, y, loss, labels, train, dev)
+            seed = int(np.random.SeedSequence([int(rng), f]).generate_state(1)[0] >> 33)
+            ok, best, history = _train_and_test(data, config, dev, seed, train, val, test,
+                                                progress)  # fmt: skip
+            correct[test] = ok
+            fold_of_run[test] = f
+            best_epochs.append(best)
+            histories.append(history)
     finally:
         torch.set_num_threads(prev_threads)
 
+    test = np.flatnonzero(fold_of_run >= 0)
+    per_run = correct[test].mean(axis=1)
+    n_correct, n_test = int(correct[test].sum()), int(test.size * 2 * n)
+    acc = n_correct / n_test
+    # cluster bootstrap over test runs (every run has 2n decisions: acc* = mean of run
+    # accuracies), from its own stream of the seed
+    boot = np.random.default_rng([int(rng), 1])
+    idx = boot.integers(0, test.size, size=(n_resamples, test.size))
+    reps = np.sort(per_run[idx].mean(axis=1))
+    alpha = (1.0 - confidence_level) / 2.0
+    lo, hi = (float(v) for v in np.quantile(reps, [alpha, 1.0 - alpha]))
+    cp_lo, cp_hi = _clopper_pearson(n_correct, n_test, confidence_level)
+    clip = _clipped_discriminator_mis
+    return DiscriminatorMIS(
+        mis=Interval(clip(acc), clip(hi), clip(lo)),
+        accuracy=Interval(acc, lo, hi),
+        mis_clopper_pearson=Interval(clip(acc), clip(cp_hi), clip(cp_lo)),
+        n_test=n_test,
+        n_correct=n_correct,
+        confidence_level=float(confidence_level),
+        n_resamples=n_resamples,
+        folds=None if folds is None else int(folds),
+        per_run_accuracy=per_run,
+        per_run_mis=2.0 * (1.0 - per_run),
+        test_runs=test,
+        fold_of_run=fold_of_run,
+        train_runs=tuple(t for t, _, _ in splits),
+        val_runs=tuple(v for _, v, _ in splits),
+        best_epochs=tuple(best_epochs),
+        histories=tuple(histories),
+        config=config,
+        device=str(dev),
+    )
 
-def _train_and_test(data, config, dev, seed, n, train, val, test, confidence_level, progress):
-    """Train the discriminator on ``train`` (early stopping on ``val``), test on ``test``."""
+
+def _train_and_test(data, config, dev, seed, train, val, test, progress):
+    """Train one discriminator on ``train`` (early stopping on ``val``) and decide on ``test``.
+
+    Returns the correctness of every decision (len(test), 2n) bool, the kept epoch and the
+    history.
+    """
     hidden, dropout, epochs = config["hidden"], config["dropout"], config["epochs"]
     batch_size, patience = config["batch_size"], config["patience"]
     lr, weight_decay = config["lr"], config["weight_decay"]
@@ -462,29 +561,6 @@ def _train_and_test(data, config, dev, seed, n, train, val, test, confidence_lev
         if best_state is not None:
             model.load_state_dict(best_state)
         logits, target = _predict(model, data, data.index(test), 4 * batch_size)
-
-    correct = ((logits > 0).float() == target).reshape(test.size, 2 * n).cpu().numpy()
-    n_correct, n_test = int(correct.sum()), int(correct.size)
-    acc = n_correct / n_test
-    lo, hi = _clopper_pearson(n_correct, n_test, confidence_level)
-    per_run = correct.mean(axis=1)
-    return DiscriminatorMIS(
-        mis=Interval(
-            _clipped_discriminator_mis(acc),
-            _clipped_discriminator_mis(hi),
-            _clipped_discriminator_mis(lo),
-        ),
-        accuracy=Interval(acc, lo, hi),
-        n_test=n_test,
-        n_correct=n_correct,
-        confidence_level=float(confidence_level),
-        per_run_accuracy=per_run,
-        per_run_mis=2.0 * (1.0 - per_run),
-        train_runs=train,
-        val_runs=val,
-        test_runs=test,
-        best_epoch=int(best_epoch if val_idx is not None else len(history["train_loss"])),
-        history=history,
-        config=config,
-        device=str(dev),
-    )
+    correct = ((logits > 0).float() == target).reshape(test.size, -1).cpu().numpy()
+    best = int(best_epoch if val_idx is not None else len(history["train_loss"]))
+    return correct, best, history

@@ -43,17 +43,20 @@ from mis._validation import (
     check_memory,
     choice,
     draw_seed,
+    integer,
     positive_int,
     probability,
 )
 from mis.exceptions import MisValueError, ResourceLimitError, UndefinedMetricWarning
-from mis.metrics import Difference, Interval
+from mis.metrics import Difference, Interval, bootstrap_test, holm
 
 __all__ = [
     "AdjacentComparison",
+    "PooledStability",
     "QuantizerRanking",
     "RankAgreement",
     "RankStability",
+    "pooled_rank_stability",
     "rank_agreement",
     "rank_quantizers",
     "rank_stability",
@@ -67,6 +70,8 @@ _BOOT_CHUNK_ELEMENTS = 4_000_000  # resamples × runs × quantizers held at once
 #: per size); the memory they need is checked against the machine's too.
 MAX_RESAMPLES = 10_000_000
 MAX_SUBSETS = 1_000_000
+#: Ceiling on the subset draws of a stability analysis with its bootstrap intervals.
+MAX_STABILITY_DRAWS = 20_000_000
 
 
 # --------------------------------------------------------------------------------------------
@@ -101,6 +106,17 @@ def _check_work(count, name: str, ceiling: int, nbytes_each: int) -> int:
         raise ResourceLimitError(f"{name} must be at most {ceiling:,}; got {count:,}")
     check_memory(count * nbytes_each, f"{name}={count:,}")
     return count
+
+
+def _check_stability_work(n_subsets: int, n_resamples: int, n_sizes: int) -> None:
+    """Bound the subset draws of a stability analysis: every size, every subset, and again
+    for every bootstrap resample of the runs."""
+    draws = n_subsets * (1 + n_resamples) * n_sizes
+    if draws > MAX_STABILITY_DRAWS:
+        raise ResourceLimitError(
+            f"n_subsets × (1 + n_resamples) × len(k_runs) = {draws:,} subset draws; the "
+            f"ceiling is {MAX_STABILITY_DRAWS:,}: lower n_subsets or n_resamples"
+        )
 
 
 def _check_values(values, name: str, allow_1d: bool = False) -> np.ndarray:
@@ -242,14 +258,20 @@ def _kendall_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class AdjacentComparison:
     """Two quantizers adjacent in a ranking: is the higher one significantly more private?
 
-    ``difference`` is statistic(higher) − statistic(lower) with its bootstrap
-    interval and two-sided p-value; ``significant`` is ``difference.low > 0``.
+    ``difference`` is statistic(higher) − statistic(lower) with its paired bootstrap
+    percentile interval and two-sided p-value (:func:`mis.metrics.bootstrap_test`: the
+    interval excludes 0 exactly when ``p < 1 − confidence_level``); ``significant`` says so.
+    ``pvalue_holm`` is Holm's adjustment over the n_quantizers − 1 adjacent comparisons of
+    the ranking and ``significant_holm`` whether it is below 1 − confidence_level (the
+    family-wise error of all the adjacent claims of one ranking is then controlled).
     """
 
     higher: str
     lower: str
     difference: Difference
     significant: bool
+    pvalue_holm: float = math.nan
+    significant_holm: bool = False
 
 
 @dataclass(frozen=True)
@@ -274,6 +296,11 @@ class QuantizerRanking:
         Quantizer indices from most to least private (ties: input order).
     adjacent : tuple of AdjacentComparison
         One per consecutive pair of ``order``.
+    tie_groups : tuple of tuple of str
+        The ranking cut where an adjacent comparison is significant after Holm's
+        correction, most private group first: quantizers in one group cannot be told apart
+        at the stated level (a chain: A ~ B and B ~ C put A, B and C in one group even if
+        A and C alone would separate).
     confidence_level : float
     n_resamples, n_runs : int
     replicates : ndarray, shape (n_resamples, n_quantizers)
@@ -293,10 +320,18 @@ class QuantizerRanking:
     n_resamples: int
     n_runs: int
     replicates: np.ndarray = field(repr=False, compare=False)
+    tie_groups: tuple[tuple[str, ...], ...] = ()
 
     def ranked_names(self) -> list[str]:
         """Names from most to least private."""
         return [self.names[j] for j in self.order]
+
+    def group_of(self, name: str) -> int:
+        """Index of the tie group holding ``name`` (0 = the most private group)."""
+        for i, g in enumerate(self.tie_groups):
+            if name in g:
+                return i
+        raise MisValueError(f"name must be one of {list(self.names)}; got {name!r}")
 
     def table(self) -> list[dict]:
         """One row per quantizer, most private first (for tables and JSON)."""
@@ -347,10 +382,11 @@ def rank_quantizers(
     QuantizerRanking
         For each pair of quantizers adjacent in the ranking, the paired
         bootstrap difference of the statistic (both computed on the same
-        resampled runs) with its percentile interval and the two-sided p-value
-        ``(1 + #{|Δ* − Δ̂| ≥ |Δ̂|}) / (1 + B)`` (as in :func:`mis.metrics.compare_roc`;
-        NaN when Δ̂ is infinite); the order is called significant when the
-        interval's lower bound is above 0.
+        resampled runs) with its percentile interval and two-sided p-value from
+        the same replicates (:func:`mis.metrics.bootstrap_test`:
+        ``p = min(1, 2 (1 + #{Δ* ≤ 0})/(1 + B), 2 (1 + #{Δ* ≥ 0})/(1 + B))``, and the
+        interval excludes 0 exactly when p < 1 − confidence_level), Holm's adjustment
+        over the adjacent comparisons, and the tie groups it implies.
     """
     _check_common(statistic, inf_policy, probability(confidence_level, "confidence_level"))
     v = _check_values(rq_values, "rq_values")
@@ -379,25 +415,31 @@ def rank_quantizers(
     }
     stat, rep = point[statistic], reps[statistic]
     order = _order_desc(stat)
+    tests = [
+        bootstrap_test(float(_diff(stat[a], stat[b])), _diff(rep[:, a], rep[:, b]), level)
+        for a, b in itertools.pairwise(order)
+    ]
+    alpha = 1.0 - level
+    p_holm, _ = holm([t.pvalue for t in tests], alpha)
     adjacent = []
-    for a, b in itertools.pairwise(order):
-        d = float(_diff(stat[a], stat[b]))
-        dr = _diff(rep[:, a], rep[:, b])
-        lo, hi = _percentile(dr, level)
-        if np.isfinite(d):
-            fin = dr[np.isfinite(dr)]
-            extreme = int((np.abs(fin - d) >= abs(d) - 1e-12).sum())
-            pvalue = (1.0 + extreme) / (1.0 + fin.size)
-        else:
-            pvalue = math.nan
+    groups, current = [], [names[order[0]]]
+    for (a, b), t, ph in zip(itertools.pairwise(order), tests, p_holm, strict=True):
+        sig_holm = bool(ph < alpha)
         adjacent.append(
             AdjacentComparison(
                 higher=names[a],
                 lower=names[b],
-                difference=Difference(d, lo, hi, float(pvalue)),
-                significant=bool(lo > 0),
+                difference=t,
+                significant=bool(t.pvalue < alpha),
+                pvalue_holm=float(ph),
+                significant_holm=sig_holm,
             )
         )
+        if sig_holm:
+            groups.append(tuple(current))
+            current = []
+        current.append(names[b])
+    groups.append(tuple(current))
     rep.setflags(write=False)
     return QuantizerRanking(
         names=names,
@@ -413,6 +455,7 @@ def rank_quantizers(
         n_resamples=n_resamples,
         n_runs=n_runs,
         replicates=rep,
+        tie_groups=tuple(groups),
     )
 
 
@@ -440,7 +483,17 @@ class RankStability:
         sums to 1). These are the pie charts of Fig. 1.
     spearman : ndarray, shape (len(k_runs), n_subsets)
         Spearman ρ between each subset's statistic and the all-runs statistic
-        (NaN when a subset's statistic is constant across quantizers).
+        (NaN when a subset's statistic is constant across quantizers). The all-runs
+        ranking contains the subset's runs, so this overstates how well k runs predict
+        the ranking of new runs (more so as k approaches n_runs).
+    spearman_disjoint : ndarray, shape (len(k_runs), n_subsets)
+        Spearman ρ between the same subset's statistic and that of the *other*
+        n_runs − k runs (disjoint halves: not optimistic; NaN when k = n_runs).
+    spearman_ci, spearman_disjoint_ci : ndarray, shape (len(k_runs), 2)
+        Basic bootstrap intervals of the mean ρ per subset size, resampling the runs (each
+        resample redraws the subsets); NaN without resamples.
+    n_resamples : int
+    confidence_level : float
     """
 
     names: tuple[str, ...]
@@ -452,13 +505,21 @@ class RankStability:
     reference_order: np.ndarray = field(compare=False)
     frequencies: np.ndarray = field(repr=False, compare=False)
     spearman: np.ndarray = field(repr=False, compare=False)
+    spearman_disjoint: np.ndarray = field(default=None, repr=False, compare=False)
+    spearman_ci: np.ndarray = field(default=None, repr=False, compare=False)
+    spearman_disjoint_ci: np.ndarray = field(default=None, repr=False, compare=False)
+    n_resamples: int = 0
+    confidence_level: float = 0.95
 
     @property
     def spearman_mean(self) -> np.ndarray:
         """Mean Spearman ρ per subset size (the top panel of Fig. 1), NaNs ignored."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return np.nanmean(self.spearman, axis=1)
+        return _nanmean_rows(self.spearman)
+
+    @property
+    def spearman_disjoint_mean(self) -> np.ndarray:
+        """Mean Spearman ρ per subset size against the other runs, NaNs ignored."""
+        return _nanmean_rows(self.spearman_disjoint)
 
     @property
     def at_reference_rank(self) -> np.ndarray:
@@ -490,13 +551,16 @@ def rank_stability(
     names=None,
     statistic: str = "mean",
     inf_policy: str = "propagate",
+    n_resamples: int = 0,
+    confidence_level: float = 0.95,
     rng=None,
 ) -> RankStability:
     """Rank-frequency matrices and Spearman stability over random subsets of runs (Fig. 1).
 
     For each size k in ``k_runs``, draw ``n_subsets`` subsets of k distinct runs
     uniformly at random, rank the quantizers by the statistic over each subset,
-    and compare with the ranking over all runs.
+    and compare with the ranking over all runs (the protocol Fig. 1 suggests; the
+    paper does not state it) and with the ranking over the other runs (disjoint).
 
     Parameters
     ----------
@@ -506,13 +570,17 @@ def rank_stability(
     n_subsets : int, default 100
     names, statistic, inf_policy
         As in :func:`rank_quantizers`.
+    n_resamples : int, default 0
+        Bootstrap resamples of the runs for the intervals of the mean ρ (0: none).
+    confidence_level : float, default 0.95
     rng : int, Generator or None
 
     Returns
     -------
     RankStability
     """
-    _check_common(statistic, inf_policy)
+    _check_common(statistic, inf_policy, confidence_level)
+    n_resamples = integer(n_resamples, "n_resamples", 0)
     v = _check_values(rq_values, "rq_values")
     _check_ranking_input(v, names)
     n_runs, n_q = v.shape
@@ -524,21 +592,28 @@ def rank_stability(
     too_big = [k for k in ks if k > n_runs]
     if too_big:
         raise MisValueError(f"k_runs must be at most n_runs = {n_runs}; got {too_big}")
+    _check_stability_work(n_subsets, n_resamples, len(ks))
     gen = as_generator(rng)
 
     ref = _summarise(v, statistic, inf_policy)
     freq = np.zeros((len(ks), n_q, n_q))
     rho = np.empty((len(ks), n_subsets))
+    rho_dis = np.empty((len(ks), n_subsets))
     for i, k in enumerate(ks):
         subs = np.stack([gen.permutation(n_runs)[:k] for _ in range(n_subsets)])
         s = _summarise(v[subs], statistic, inf_policy)  # (n_subsets, n_q)
         rho[i] = _spearman_rows(s, np.broadcast_to(ref, s.shape))
+        rho_dis[i] = _spearman_rows(s, _complement_summaries(v, subs, statistic, inf_policy))
         # random tie-breaking: sort by (−value, random key)
         key = gen.random(s.shape)
         for row, kr in zip(s, key, strict=True):
             order = np.lexsort((kr, -row))
             freq[i, order, np.arange(n_q)] += 1.0
     freq /= n_subsets
+    observed = (_nanmean_rows(rho), _nanmean_rows(rho_dis))
+    ci, ci_dis = _stability_intervals(
+        [v], ks, n_subsets, n_resamples, confidence_level, gen, statistic, inf_policy, observed
+    )
     n_nan = int(np.isnan(rho).sum())
     if n_nan:
         warnings.warn(
@@ -557,6 +632,174 @@ def rank_stability(
         reference_order=_order_desc(ref),
         frequencies=freq,
         spearman=rho,
+        spearman_disjoint=rho_dis,
+        spearman_ci=ci,
+        spearman_disjoint_ci=ci_dis,
+        n_resamples=n_resamples,
+        confidence_level=float(confidence_level),
+    )
+
+
+def _nanmean_rows(a: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(a, axis=1)
+
+
+def _complement_summaries(v, subs, statistic, inf_policy) -> np.ndarray:
+    """Summary over the runs *not* in each subset: (n_subsets, n_q); NaN when none are left."""
+    n, k = v.shape[0], subs.shape[1]
+    if k >= n:
+        return np.full((subs.shape[0], v.shape[1]), np.nan)
+    if statistic == "mean" and np.isfinite(v).all():
+        return (v.sum(axis=0) - v[subs].sum(axis=1)) / (n - k)
+    keep = np.ones((subs.shape[0], n), dtype=bool)
+    keep[np.arange(subs.shape[0])[:, None], subs] = False
+    return np.stack([_summarise(v[m], statistic, inf_policy) for m in keep])
+
+
+def _pooled_rhos(blocks, ks, n_subsets, gen, statistic, inf_policy):
+    """Mean ρ (vs all runs, vs the other runs) per subset size, the blocks' quantizer
+    summaries concatenated (one block: the per-setting stability)."""
+    refs = np.concatenate([_summarise(v, statistic, inf_policy) for v in blocks])
+    out = np.empty((2, len(ks), n_subsets))
+    for i, k in enumerate(ks):
+        parts, rest = [], []
+        for v in blocks:
+            subs = np.argsort(gen.random((n_subsets, v.shape[0])), axis=1)[:, :k]
+            parts.append(_summarise(v[subs], statistic, inf_policy))
+            rest.append(_complement_summaries(v, subs, statistic, inf_policy))
+        s = np.concatenate(parts, axis=1)
+        out[0, i] = _spearman_rows(s, np.broadcast_to(refs, s.shape))
+        out[1, i] = _spearman_rows(s, np.concatenate(rest, axis=1))
+    return out
+
+
+def _stability_intervals(
+    blocks, ks, n_subsets, n_resamples, level, gen, statistic, inf_policy, observed
+):
+    """Bootstrap-over-runs intervals of the mean ρ per subset size, both variants.
+
+    Basic (reverse-percentile) intervals ``[2θ̂ − q_hi, 2θ̂ − q_lo]`` around the observed
+    means ``observed`` (2, len(ks)), clipped to [−1, 1]: resampling runs with replacement
+    puts copies of a run both in a subset and in the rest, which biases this statistic
+    upwards, and the basic interval removes that shift (Davison & Hinkley 1997, §5.2).
+    """
+    nan = np.full((len(ks), 2), np.nan)
+    if not n_resamples:
+        return nan, nan.copy()
+    means = np.empty((n_resamples, 2, len(ks)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for b in range(n_resamples):
+            res = [v[gen.integers(0, v.shape[0], v.shape[0])] for v in blocks]
+            means[b] = np.nanmean(_pooled_rhos(res, ks, n_subsets, gen, statistic, inf_policy), 2)
+    alpha = (1.0 - level) / 2.0
+    ci = np.full((2, len(ks), 2), np.nan)
+    for j in range(2):
+        for i in range(len(ks)):
+            lo, hi = _percentile_pair(means[:, j, i], alpha)
+            est = observed[j][i]
+            if math.isfinite(est):
+                ci[j, i] = (max(-1.0, 2 * est - hi), min(1.0, 2 * est - lo))
+    return ci[0], ci[1]
+
+
+def _percentile_pair(x: np.ndarray, alpha: float) -> tuple[float, float]:
+    x = np.sort(x[np.isfinite(x)])
+    if x.size == 0:
+        return math.nan, math.nan
+    return _quantile(x, alpha), _quantile(x, 1.0 - alpha)
+
+
+@dataclass(frozen=True)
+class PooledStability:
+    """Rank stability pooled over settings (result of :func:`pooled_rank_stability`).
+
+    ``spearman[i, j]``: Spearman ρ, over all (setting, quantizer) cells at once, between
+    the summaries of subset j of ``k_runs[i]`` runs (drawn in every setting) and those of
+    all runs; ``spearman_disjoint`` the same against the other runs. Differences between
+    settings enter the ranks too, so pooled ρ is not the mean of the per-setting ρ.
+    """
+
+    k_runs: tuple[int, ...]
+    n_subsets: int
+    n_blocks: int
+    spearman: np.ndarray = field(repr=False, compare=False)
+    spearman_disjoint: np.ndarray = field(repr=False, compare=False)
+    spearman_ci: np.ndarray = field(repr=False, compare=False)
+    spearman_disjoint_ci: np.ndarray = field(repr=False, compare=False)
+    n_resamples: int = 0
+    confidence_level: float = 0.95
+
+    @property
+    def spearman_mean(self) -> np.ndarray:
+        return _nanmean_rows(self.spearman)
+
+    @property
+    def spearman_disjoint_mean(self) -> np.ndarray:
+        return _nanmean_rows(self.spearman_disjoint)
+
+
+def pooled_rank_stability(
+    blocks,
+    k_runs=(5, 10, 20, 50, 100),
+    n_subsets: int = 100,
+    *,
+    statistic: str = "mean",
+    inf_policy: str = "propagate",
+    n_resamples: int = 0,
+    confidence_level: float = 0.95,
+    rng=None,
+) -> PooledStability:
+    """Stability of the ranking of all (setting, quantizer) cells at once over random
+    subsets of k runs per setting (the other reading of Fig. 1's average over settings).
+
+    Parameters
+    ----------
+    blocks : sequence of array_like, each of shape (n_runs_s, n_quantizers)
+        One block of per-run values per setting (same quantizers, any number of runs).
+    k_runs, n_subsets, statistic, inf_policy, n_resamples, confidence_level, rng
+        As in :func:`rank_stability`; each k must not exceed any block's runs.
+
+    Returns
+    -------
+    PooledStability
+    """
+    _check_common(statistic, inf_policy, confidence_level)
+    blocks = [_check_values(b, f"blocks[{i}]") for i, b in enumerate(blocks)]
+    if not blocks:
+        raise MisValueError("blocks must hold at least one setting")
+    n_q = blocks[0].shape[1]
+    if any(b.shape[1] != n_q for b in blocks):
+        raise MisValueError(
+            f"blocks must have the same number of quantizers; got {[b.shape[1] for b in blocks]}"
+        )
+    n_subsets = positive_int(n_subsets, "n_subsets")
+    n_resamples = integer(n_resamples, "n_resamples", 0)
+    ks = tuple(positive_int(k, "k_runs entries") for k in np.atleast_1d(k_runs).tolist())
+    n_min = min(b.shape[0] for b in blocks)
+    if not ks or max(ks) > n_min:
+        raise MisValueError(f"k_runs must be non-empty sizes <= {n_min} runs; got {list(ks)}")
+    _check_stability_work(n_subsets * len(blocks), n_resamples, len(ks))
+    gen = as_generator(rng)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rho = _pooled_rhos(blocks, ks, n_subsets, gen, statistic, inf_policy)
+    observed = (_nanmean_rows(rho[0]), _nanmean_rows(rho[1]))
+    ci, ci_dis = _stability_intervals(
+        blocks, ks, n_subsets, n_resamples, confidence_level, gen, statistic, inf_policy, observed
+    )
+    return PooledStability(
+        k_runs=ks,
+        n_subsets=n_subsets,
+        n_blocks=len(blocks),
+        spearman=rho[0],
+        spearman_disjoint=rho[1],
+        spearman_ci=ci,
+        spearman_disjoint_ci=ci_dis,
+        n_resamples=n_resamples,
+        confidence_level=float(confidence_level),
     )
 
 
@@ -581,6 +824,8 @@ class RankAgreement:
     n_quantizers, n_resamples, n_valid : int
         ``n_valid``: resamples where both correlations were defined.
     paired : bool
+    spearman_replicates, kendall_replicates : ndarray, shape (n_resamples,)
+        The bootstrap distributions (NaN where undefined), e.g. to combine settings.
     """
 
     spearman: Interval
@@ -595,6 +840,8 @@ class RankAgreement:
     n_valid: int = 0
     paired: bool = False
     confidence_level: float = 0.95
+    spearman_replicates: np.ndarray = field(default=None, repr=False, compare=False)
+    kendall_replicates: np.ndarray = field(default=None, repr=False, compare=False)
 
 
 def _permutation_pvalues(x: np.ndarray, y: np.ndarray, n_permutations, rng) -> tuple:
@@ -760,4 +1007,6 @@ def rank_agreement(
         n_valid=int(ok.sum()),
         paired=bool(paired),
         confidence_level=level,
+        spearman_replicates=rho_r,
+        kendall_replicates=tau_r,
     )

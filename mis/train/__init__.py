@@ -13,6 +13,7 @@ models      Aubinais' quadratic single layer, MLP, digits CNN, CIFAR ResNet-18/5
 masks       ``keep_masks`` (LiRA recipe: every example IN for exactly pkeep·n_models models)
 config      ``TrainConfig`` and what both trainers derive from it: seeds, batch plans, devices
 ensemble    ``train_ensemble``: K models at once with ``torch.func`` (vmap + functional_call)
+fused       ``train_linear_ensemble``: K linear classifiers, minibatch Adam in one numba kernel
 trainer     ``train_model``: plain loop, AMP bf16 / channels-last, checkpoints
 trajectory  ``TrajectoryRecorder``: quantized validation losses and weight hashes per checkpoint
 logits      ``extract_logits``: logits under augmentation queries, shape (M, N, A, C)
@@ -37,6 +38,7 @@ from mis.train.data import (
     shift,
 )
 from mis.train.ensemble import Ensemble, train_ensemble
+from mis.train.fused import LinearEnsemble, batch_order, train_linear_ensemble
 from mis.train.jobs import (
     JobSpec,
     ProcessExecutor,
@@ -70,6 +72,7 @@ __all__ = [
     "Ensemble",
     "GaussianMixture",
     "JobSpec",
+    "LinearEnsemble",
     "ProcessExecutor",
     "QuadraticLinear",
     "SerialExecutor",
@@ -77,6 +80,7 @@ __all__ = [
     "TrajectoryRecorder",
     "augmentation_queries",
     "available_models",
+    "batch_order",
     "build_model",
     "count_parameters",
     "densenet121",
@@ -99,6 +103,7 @@ __all__ = [
     "run_jobs",
     "shift",
     "train_ensemble",
+    "train_linear_ensemble",
     "train_model",
     "trajectory_job",
     "weights_hash",

@@ -3,9 +3,14 @@
 * :mod:`.config` — :class:`Config` and its sections, :func:`load_config` (TOML),
   :func:`default_config` (the paper's study), :func:`demo_config` (the reduced one);
 * :mod:`.data` — the mixtures, validation / test / training / non-member sets, seed purposes;
-* :mod:`.model` — the single layer on ``[x, x²]`` as flat parameter vectors;
-* :mod:`.stacked` — :class:`KeepBestRecorder`, the many-runs-at-once trajectory recorder;
-* :mod:`.jobs` — the resumable training and discriminator jobs;
+* :mod:`.model` — the single layer on ``[x, x²]`` as flat parameter vectors (one or two
+  logits);
+* :mod:`.streaming` — :class:`StreamingRecorder`, r_Q over every distinct quantized checkpoint
+  of many runs at once, streamed;
+* :mod:`.jobs` — the resumable training (fused minibatch Adam) and cross-fitted
+  discriminator jobs;
+* :mod:`.calibration` — original-model accuracies for calibrating the free choices against
+  Table 2;
 * :mod:`.pipeline` — :func:`run_synthetic`, the stages end to end;
 * :mod:`.analysis` — r_Q, rankings, stability, agreement with the MIS, accuracies;
 * :mod:`.report` — ``report.md``, CSV tables and figures.

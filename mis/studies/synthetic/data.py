@@ -23,6 +23,7 @@ __all__ = [
 #: Seed purposes: every random quantity derives from the master seed, its purpose and the
 #: identity of what it is for, never from the order of execution.
 MIXTURE, VALIDATION, TEST, TRAIN_DATA, INIT, NONMEMBERS, DISCRIMINATOR, ANALYSIS = range(1, 9)
+BATCHES, FOLDS = 9, 10
 PURPOSES = {
     "mixture": MIXTURE,
     "validation": VALIDATION,
@@ -32,6 +33,8 @@ PURPOSES = {
     "nonmembers": NONMEMBERS,
     "discriminator": DISCRIMINATOR,
     "analysis": ANALYSIS,
+    "batch_order": BATCHES,
+    "folds": FOLDS,
 }
 
 

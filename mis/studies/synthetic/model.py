@@ -1,17 +1,22 @@
 """The single layer on ``[x, x²]`` of the synthetic study as flat parameter vectors: logits,
-per-sample losses and quantization of many runs' parameters at once (numpy in, numpy out)."""
+per-sample losses, predictions and quantization of many runs' parameters at once (numpy in,
+numpy out).
+
+Flat layout: ``[bias (C), weight (C·F) row-major]``, float32, with C = 1 output for the
+binary head (one logit, binary cross-entropy with logits; Aubinais et al. 2025, §4.2) or
+C = 2 for the two-logit head (softmax cross-entropy).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from mis.quant import weight_quantizer
 from mis.studies._common import ORIGINAL
-from mis.train.models import QuadraticLinear
+from mis.studies.synthetic.streaming import quadratic_features
 
-__all__ = ["cross_entropy", "flat_params", "logits", "quantize_flat"]
+__all__ = ["flat_params", "logits", "losses", "predictions", "quantize_flat"]
 
 
 def flat_params(weight, bias) -> np.ndarray:
@@ -26,34 +31,46 @@ def flat_params(weight, bias) -> np.ndarray:
     )
 
 
-def logits(flat: np.ndarray, x: np.ndarray, n_classes: int = 2) -> np.ndarray:
-    """Logits of flat parameters (M, C + C·F) on raw inputs x (n, d): (M, n, C) float32."""
-    t = torch.from_numpy(np.ascontiguousarray(flat, dtype=np.float32))
-    b, w = t[:, :n_classes], t[:, n_classes:].reshape(t.shape[0], n_classes, -1)
-    phi = QuadraticLinear.features(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
-    return (torch.matmul(w, phi.t()) + b[:, :, None]).transpose(1, 2).numpy()
+def logits(flat: np.ndarray, x: np.ndarray, n_outputs: int) -> np.ndarray:
+    """Logits of flat parameters (M, C + C·F) on raw inputs x (n, d): (M, n, C) float64."""
+    p = np.asarray(flat, dtype=np.float64)
+    b, w = p[:, :n_outputs], p[:, n_outputs:].reshape(p.shape[0], n_outputs, -1)
+    phi = quadratic_features(x)  # (n, F)
+    return np.einsum("mcf,nf->mnc", w, phi) + b[:, None, :]
 
 
-def cross_entropy(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Per-sample cross-entropy of logits (..., n, C) with labels (n,) or (..., n), float32."""
-    z = torch.from_numpy(np.ascontiguousarray(logits))
-    yy = torch.from_numpy(np.broadcast_to(y, z.shape[:-1]).astype(np.int64))
-    return (
-        F.cross_entropy(z.reshape(-1, z.shape[-1]), yy.reshape(-1), reduction="none")
-        .reshape(z.shape[:-1])
-        .numpy()
-    )
+def losses(z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per-sample loss of logits z (..., n, C) with labels (n,) or (..., n), float64.
+
+    C = 1: binary cross-entropy with logits; C ≥ 2: softmax cross-entropy.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    yy = np.broadcast_to(np.asarray(y), z.shape[:-1])
+    if z.shape[-1] == 1:
+        a = np.where(yy == 1, -z[..., 0], z[..., 0])  # softplus(z) for y = 0, softplus(-z) for 1
+        return np.maximum(a, 0.0) + np.log1p(np.exp(-np.abs(a)))
+    t = torch.from_numpy(np.ascontiguousarray(z))
+    lse = torch.logsumexp(t, dim=-1).numpy()
+    return lse - np.take_along_axis(z, yy[..., None].astype(np.int64), axis=-1)[..., 0]
 
 
-def quantize_flat(name: str, flat: np.ndarray, n_classes: int = 2) -> np.ndarray:
+def predictions(z: np.ndarray) -> np.ndarray:
+    """Predicted labels of logits z (..., C): z > 0 for one logit, argmax otherwise."""
+    z = np.asarray(z)
+    return (z[..., 0] > 0).astype(np.int64) if z.shape[-1] == 1 else z.argmax(-1)
+
+
+def quantize_flat(name: str, flat: np.ndarray, n_outputs: int, params: str = "all") -> np.ndarray:
     """Quantize flat (R, C + C·F) parameters tensor by tensor with ``weight_quantizer``
-    (``"original"``: unchanged)."""
+    (``"original"``: unchanged; ``params="weights"``: the bias is kept)."""
     if name == ORIGINAL:
         return flat
     q = weight_quantizer(name)
-    out = np.empty_like(flat)
+    out = np.array(flat, dtype=np.float32, copy=True)
+    c = n_outputs
     for r in range(flat.shape[0]):
-        t = torch.from_numpy(np.ascontiguousarray(flat[r]))
-        out[r, :n_classes] = q(t[:n_classes]).numpy()
-        out[r, n_classes:] = q(t[n_classes:].reshape(n_classes, -1)).numpy().reshape(-1)
+        t = torch.from_numpy(np.ascontiguousarray(flat[r], dtype=np.float32))
+        if params == "all":
+            out[r, :c] = q(t[:c]).numpy()
+        out[r, c:] = q(t[c:].reshape(c, -1)).numpy().reshape(-1)
     return out

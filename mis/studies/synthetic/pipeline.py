@@ -5,28 +5,29 @@ For every mixture setting (k_modes, σ) of the configuration
 
 1. **Training and r_Q** (resumable jobs, one per chunk of runs). Each run draws its own
    ``n_train`` i.i.d. points from the fixed Gaussian mixture (:class:`~mis.train.GaussianMixture`,
-   §5.1.1) and trains the single layer on ``[x, x²]`` (:class:`~mis.train.QuadraticLinear`) with
-   full-batch Adam; the runs of a chunk train together as one ensemble
-   (:func:`~mis.train.train_ensemble`, closed-form gradient). After every ``every`` epochs a
-   :class:`~mis.studies.synthetic.stacked.KeepBestRecorder` quantizes every run's weights with every
-   quantizer (Appendix D) and keeps the ``keep_best`` distinct lowest-loss quantized
-   checkpoints with their per-sample losses on a validation set shared by the runs of the
-   setting (Algorithm 1). The job also stores the final weights and the accuracies of the
-   original and quantized final models on the training set and on a held-out test set
-   (Table 2).
-2. **MIS baseline** (one resumable job per setting and quantizer, plus the unquantized
-   model): the quantized final weights, ``n_members`` members of each run's training set and as
-   many fresh non-members, with the quantized model's loss on each, go to
-   :func:`mis.security.discriminator_mis` (§4.2; train / test split by run; the same split for
-   every quantizer of a setting). Jobs: :mod:`mis.studies.synthetic.jobs`.
-3. **Analysis** (:mod:`mis.studies.synthetic.analysis`; cheap, recomputed on every call): r_Q of
-   every run and quantizer (:func:`~mis.security.rq_batch`), the ranking with
-   bootstrap-over-runs intervals (:func:`~mis.security.rank_quantizers`), its stability over
-   subsets of runs (Fig. 1, :func:`~mis.security.rank_stability`), Spearman and Kendall between
-   mean r_Q and the MIS (Fig. 2, :func:`~mis.security.rank_agreement`: bootstrap CIs, exact
-   permutation p-values) and the accuracies (Table 2).
-4. **Report** (:mod:`mis.studies.synthetic.report`): ``report.md``, ``results.json``, CSV
-   tables, PNG plots.
+   §5.1.1) and trains the single layer on ``[x, x²]`` — one logit and the binary
+   cross-entropy by default (§4.2) — with minibatch Adam (lr 1e-4, 3,000 epochs); the runs
+   of a chunk train together in the fused numba trainer (:func:`mis.train.train_linear_ensemble`).
+   After every ``every`` epochs a :class:`~mis.studies.synthetic.streaming.StreamingRecorder`
+   quantizes every run's parameters with every quantizer (Appendix D) and streams r_Q over
+   every distinct quantized checkpoint (Algorithm 1) on a validation set shared by the runs
+   of the setting. The job also stores the final weights and the accuracies of the original
+   and quantized final models on the training set and on a held-out test set (Table 2).
+2. **MIS baseline** (one resumable job per setting, variant and seed repeat): the quantized
+   final weights, ``n_members`` members of each run's training set and as many fresh
+   non-members, with the quantized model's loss on each, go to
+   :func:`mis.security.discriminator_mis` (§4.2), cross-fitted by run (``mis.folds`` folds,
+   the same folds for every variant of a setting): every run is scored by a discriminator
+   that never saw it. Jobs: :mod:`mis.studies.synthetic.jobs`.
+3. **Analysis** (:mod:`mis.studies.synthetic.analysis`; cheap, recomputed on every call): the
+   ranking with bootstrap-over-runs intervals, Holm-corrected adjacent comparisons and tie
+   groups (:func:`~mis.security.rank_quantizers`), its stability over subsets of runs
+   (Fig. 1, per setting and pooled, against all runs and against the other runs), Spearman
+   and Kendall between mean r_Q and the MIS over the same runs (Fig. 2,
+   :func:`~mis.security.rank_agreement`: paired bootstrap CIs, exact permutation p-values)
+   and the accuracies (Table 2).
+4. **Report** (:mod:`mis.studies.synthetic.report`): ``report.md`` (opening with a verdict),
+   ``results.json``, CSV tables, PNG plots.
 
 Resuming. Jobs write their arrays atomically to the run store ``<out>/store`` and then a
 ``done`` marker (:func:`mis.train.jobs.run_job`); a finished job is skipped. Every random
@@ -34,12 +35,14 @@ quantity derives from ``study.seed`` and the identity of what it is for (setting
 purpose) — never from the order of execution — so an interrupted study, run again with the
 same configuration and output directory, produces bit-for-bit the results of an
 uninterrupted one. The configuration is written to ``<out>/config.json`` on the first call
-and a later call with a different configuration is refused.
+and a later call with a different configuration is refused (except ``study.workers`` and
+``mis.repeats``: more repeats add discriminator jobs to a finished study).
 
 Seeds (:mod:`mis.studies.synthetic.data`). ``derive_seed(seed, purpose, k_modes, round(1000 σ),
 run)`` hashes these integers with :class:`numpy.random.SeedSequence`; purposes: 1 mixture,
 2 validation set, 3 test set, 4 training set of a run, 5 initialisation of a run,
-6 non-members of a run, 7 discriminator, 8 analysis bootstraps.
+6 non-members of a run, 7 discriminator (folds, initialisations; with the repeat index),
+8 analysis bootstraps, 9 batch order of a run.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ from mis.studies.synthetic.jobs import (
     chunk_name,
     chunks,
     discriminator_job,
+    discriminator_name,
     discriminator_variants,
     train_chunk_job,
 )
@@ -127,7 +131,9 @@ def run_synthetic(
         raise MisValueError(f"stop_after must be None, 'train' or 'mis'; got {stop_after!r}")
     check_resources("the synthetic study", out=out, **synthetic_footprint(config))
     out = Path(out)
-    cfg_path = check_out_config(out, config.as_dict(), "study", ignore=("study.workers",))
+    cfg_path = check_out_config(
+        out, config.as_dict(), "study", ignore=("study.workers", "mis.repeats")
+    )
     store_path = out / "store"
     RunStore(store_path)  # create
     workers = config.study.workers
@@ -151,10 +157,11 @@ def run_synthetic(
                 )
             )
     log.info(
-        "[train] %d setting(s) × %d runs × %d epochs, %d quantizers: %d jobs",
+        "[train] %d setting(s) × %d runs × %d epochs (batch %s), r_Q of %d quantizers: %d jobs",
         len(settings),
         config.study.runs,
         config.train.epochs,
+        config.train.batch_size or "full",
         len(config.trajectory.quantizers),
         len(specs),
     )
@@ -169,22 +176,24 @@ def run_synthetic(
     if config.mis.enabled:
         for k, s in settings:
             key = setting_key(k, s)
-            for j, q in enumerate(discriminator_variants(config)):
-                mis_specs.append(
-                    job_spec(
-                        store_path,
-                        f"{key}/mis/{q}",
-                        j,
-                        {
-                            "config": cfg_path,
-                            "k_modes": k,
-                            "sigma": s,
-                            "quantizer": q,
-                            "store": str(store_path),
-                        },
+            for rep in range(config.mis.repeats):
+                for j, q in enumerate(discriminator_variants(config)):
+                    mis_specs.append(
+                        job_spec(
+                            store_path,
+                            discriminator_name(key, q, rep),
+                            j,
+                            {
+                                "config": cfg_path,
+                                "k_modes": k,
+                                "sigma": s,
+                                "quantizer": q,
+                                "repeat": rep,
+                                "store": str(store_path),
+                            },
+                        )
                     )
-                )
-        log.info("[mis] %d discriminators", len(mis_specs))
+        log.info("[mis] %d discriminator jobs (%d folds each)", len(mis_specs), config.mis.folds)
         ran, skipped, timing["mis_s"] = run_stage(
             discriminator_job, mis_specs, executor, "mis", progress
         )
@@ -198,22 +207,21 @@ def run_synthetic(
     # -- stage 3: analysis --------------------------------------------------------------------
     t0 = time.perf_counter()
     store = RunStore(store_path, create=False)
-    results_settings = []
-    rq_time = 0.0
+    results_settings, blocks = [], []
     for k, s in settings:
-        res, dt = analyse_setting(config, store, k, s)
-        rq_time += dt
+        res, rq = analyse_setting(config, store, k, s)
         results_settings.append(res)
-    timing["rq_s"] = rq_time
+        blocks.append(rq)
+    summ = summary(config, results_settings, blocks)
     timing["analysis_s"] = time.perf_counter() - t0
-    timing["rq_part_s"] = timing["train_s"] + rq_time
+    timing["rq_part_s"] = timing["train_s"]
     timing["cpu_s"] = _cpu_seconds(store)
     timing["total_s"] = time.perf_counter() - t_start
     log.info("[analysis] done in %.1f s", timing["analysis_s"])
     history = timing_log.record("analysis", timing["analysis_s"])
 
     results = {
-        "schema": 1,
+        "schema": 2,
         "study": config.study.name,
         "paper": "Aubinais et al. (2025), Membership Inference Risks in Quantized Models, §5.1",
         "config": config.as_dict(),
@@ -226,7 +234,7 @@ def run_synthetic(
         "quantizers": list(config.trajectory.quantizers),
         "labels": {q: quantizer_label(q) for q in [*config.trajectory.quantizers, ORIGINAL]},
         "settings": results_settings,
-        "summary": summary(results_settings),
+        "summary": summ,
         "timing": {**timing, "jobs": jobs, "workers": getattr(executor, "max_workers", 1)},
         "timing_history": _history_summary(history),
     }
@@ -238,13 +246,17 @@ def run_synthetic(
 
 def _cpu_seconds(store) -> dict[str, float]:
     """Process CPU seconds of the jobs, summed per stage (a measure of the work that does not
-    depend on how busy the machine was; jobs of older versions did not record it)."""
-    out = {"train": 0.0, "mis": 0.0, "train_jobs": 0, "mis_jobs": 0}
+    depend on how busy the machine was; jobs of older versions did not record it), and the
+    largest peak resident memory of a training worker."""
+    out = {"train": 0.0, "mis": 0.0, "train_jobs": 0, "mis_jobs": 0, "train_peak_rss_mb": 0.0}
     for name in store.names():
         if name.endswith("/cpu_seconds"):
             stage = "train" if "/train/" in name else "mis"
             out[stage] += float(np.asarray(store.load(name))[0])
             out[f"{stage}_jobs"] += 1
+        elif name.endswith("/peak_rss_mb"):  # of the worker process, up to the end of the job
+            rss = float(np.asarray(store.load(name))[0])
+            out["train_peak_rss_mb"] = max(out["train_peak_rss_mb"], rss)
     return out
 
 

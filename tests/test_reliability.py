@@ -425,7 +425,7 @@ def _read_only_open(monkeypatch, root: Path):
 TINY = {
     "study": {"runs": 4, "chunk_size": 2, "workers": 1, "seed": 3},
     "data": {"k_modes": [4], "sigmas": [1.0], "dim": 4, "n_train": 10, "n_val": 12, "n_test": 20},
-    "train": {"epochs": 15, "lr": 1e-2},
+    "train": {"epochs": 15, "lr": 1e-2, "batch_size": 5},
     "trajectory": {"keep_best": 4, "quantizers": ["sign", "2bit", "5bit"]},
     "mis": {"enabled": False},
     "analysis": {"k_runs": [2], "n_subsets": 4, "n_resamples": 20},

@@ -116,7 +116,8 @@ def test_rank_quantizers_is_consistent_on_random_data(seed, n_runs, n_q, spread,
 
 def test_holm_over_adjacent_comparisons_matches_metrics_holm():
     rng = np.random.default_rng(3)
-    v = rng.normal(0, 1, (30, 6)) + np.array([3.0, 2.5, 2.4, 1.0, 0.9, 0.0])
+    # r_Q is never negative: a constant shift keeps every difference and p-value
+    v = rng.normal(0, 1, (30, 6)) + np.array([3.0, 2.5, 2.4, 1.0, 0.9, 0.0]) + 10.0
     r = rank_quantizers(v, n_resamples=500, rng=1)
     raw = [a.difference.pvalue for a in r.adjacent]
     adj, _ = metrics.holm(raw, 0.05)
@@ -133,10 +134,10 @@ def test_tie_groups_on_constructed_data():
     assert [set(g) for g in r.tie_groups] == [{"q0", "q1"}, {"q2", "q3", "q4"}, {"q5", "q6", "q7"}]
     assert r.group_of("q3") == 1 and r.group_of("q7") == 2
     # identical quantizers: one group; a single clear gap: two groups
-    same = rank_quantizers(np.tile(rng.normal(0, 1, (40, 1)), (1, 4)), n_resamples=300, rng=0)
+    same = rank_quantizers(np.tile(rng.normal(10, 1, (40, 1)), (1, 4)), n_resamples=300, rng=0)
     assert len(same.tie_groups) == 1
     two = rank_quantizers(
-        np.column_stack([rng.normal(5, 0.1, 40), rng.normal(0, 0.1, 40)]), n_resamples=300, rng=0
+        np.column_stack([rng.normal(15, 0.1, 40), rng.normal(10, 0.1, 40)]), n_resamples=300, rng=0
     )
     assert two.tie_groups == (("q0",), ("q1",))
     with pytest.raises(ValueError, match="name"):

@@ -13,7 +13,7 @@ from mis.security import pooled_rank_stability, rank_stability
 
 def test_disjoint_spearman_matches_a_python_loop():
     rng = np.random.default_rng(0)
-    v = rng.normal(size=(30, 5)) + np.arange(5) * 0.3
+    v = rng.normal(size=(30, 5)) + np.arange(5) * 0.3 + 10.0  # r_Q is never negative
     ks, n_sub = (3, 10, 30), 20
     res = rank_stability(v, ks, n_sub, rng=7)
     gen = np.random.default_rng(7)
@@ -66,11 +66,11 @@ def test_pooled_stability_matches_a_python_loop():
 
 def test_bootstrap_intervals_of_the_stability():
     rng = np.random.default_rng(2)
-    clear = np.arange(6) * 10.0 + rng.normal(0, 0.01, (40, 6))  # every subset ranks alike
+    clear = np.arange(6) * 10.0 + 1.0 + rng.normal(0, 0.01, (40, 6))  # every subset ranks alike
     res = rank_stability(clear, (5, 20), 20, n_resamples=30, rng=0)
     np.testing.assert_allclose(res.spearman_ci, 1.0)
     np.testing.assert_allclose(res.spearman_disjoint_ci, 1.0)
-    noisy = rng.normal(size=(40, 6)) + np.arange(6) * 0.2
+    noisy = rng.normal(size=(40, 6)) + np.arange(6) * 0.2 + 10.0
     res = rank_stability(noisy, (5, 20), 30, n_resamples=60, rng=0)
     for mean, (lo, hi) in zip(res.spearman_mean, res.spearman_ci, strict=True):
         assert -1 <= lo < hi <= 1 and hi - lo > 0.01

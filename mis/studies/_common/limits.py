@@ -111,36 +111,39 @@ def check_resources(
 
 def synthetic_footprint(config) -> dict:
     """Jobs, memory per job, workers and store size of the synthetic study
-    (:class:`mis.studies.synthetic.Config`), for :func:`check_resources`."""
+    (:class:`mis.studies.synthetic.Config`), for :func:`check_resources`.
+
+    The training job streams r_Q (:class:`~mis.studies.synthetic.streaming.StreamingRecorder`):
+    its memory is bounded by one int8 code per parameter of every distinct quantized point,
+    at worst one per checkpoint; the store keeps a few (runs × quantizers) arrays.
+    """
     st, data, tr, tj, mis = config.study, config.data, config.train, config.trajectory, config.mis
     settings = len(data.k_modes) * len(data.sigmas)
     chunk = min(st.chunk_size, st.runs)
     q = len(tj.quantizers)
-    keep = tj.keep_best or max(tr.epochs // tj.every, 1)
-    p = 2 * (2 * data.dim + 1)  # the quadratic single layer: 2 classes × ([x, x²], bias)
-    k = max(data.k_modes)
+    checkpoints = max(tr.epochs // tj.every, 1)
     two_d = 2 * data.dim
-    train_job = 8 * (
-        k * data.dim
-        + (data.n_val + data.n_test) * two_d
-        + chunk * data.n_train * two_d
-        + 2 * chunk * q * data.n_val
-    ) + 4 * chunk * q * keep * (p + data.n_val)
+    p = config.model.n_outputs * (two_d + 1)  # the single layer on [x, x²] with its bias
+    k = max(data.k_modes)
+    train_job = (
+        8 * (k * data.dim + (data.n_val + data.n_test) * two_d + chunk * data.n_train * two_d)
+        + 8 * 2 * chunk * q * data.n_val  # losses of the current checkpoint, and their sums
+        + chunk * q * checkpoints * (p + 24)  # int8 codes, mean and hash of every distinct point
+    )
     # members and non-members of every run, as lists and stacked (the discriminator's input)
     mis_job = 8 * st.runs * (p + 4 * mis.n_members * data.dim) if mis.enabled else 0
     jobs = settings * math.ceil(st.runs / chunk)
     if mis.enabled:
-        jobs += settings * (q + int(mis.include_original))
-    disk = (
-        settings * st.runs * (q * keep * (4 * data.n_val + 12) + 8 * p + 8 * data.n_train * two_d)
-    )
+        jobs += settings * (q + int(mis.include_original)) * mis.repeats
+    per_run = 8 * q * 12 + 4 * p + 16 * (1 + q)  # r_Q and diagnostics, final weights, accuracies
+    disk = settings * st.runs * (per_run + 16 * (q + 1) * mis.repeats)
     return {
         "jobs": jobs,
         "memory": _SLACK * max(train_job, mis_job),
         "workers": st.workers,
         "disk": disk,
         "details": "study.runs, study.chunk_size, data.dim, data.n_train/n_val/n_test, "
-        "trajectory.keep_best, mis.n_members",
+        "train.epochs / trajectory.every, mis.n_members",
     }
 
 

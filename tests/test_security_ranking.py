@@ -323,3 +323,21 @@ def test_percentile_matches_numpy_when_finite(values, level):
     want = np.quantile(r, [a, 1 - a])
     got = ranking_module._percentile(r, level)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-300)
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"confidence_level": None}, "confidence_level must be a number"),
+        ({"confidence_level": 1.5}, "confidence_level"),
+        ({"paired": np.ones(3)}, "paired must be true or false"),
+        ({"paired": "yes"}, "paired must be true or false"),
+        ({"n_resamples": 10**12}, "n_resamples must be at most"),
+        ({"n_permutations": 10**12}, "n_permutations must be at most"),
+        ({"n_permutations": 0}, "n_permutations must be an integer >= 1"),
+    ],
+)
+def test_rank_agreement_refuses_bad_arguments(kw, match):
+    x = np.random.default_rng(0).random((10, 5))
+    with pytest.raises(ValueError, match=match):
+        rank_agreement(x, x, **kw)

@@ -40,6 +40,7 @@ from scipy import stats
 from mis._kernels import rq as _k
 from mis._validation import (
     as_generator,
+    boolean,
     check_memory,
     choice,
     draw_seed,
@@ -70,6 +71,8 @@ _BOOT_CHUNK_ELEMENTS = 4_000_000  # resamples × runs × quantizers held at once
 #: per size); the memory they need is checked against the machine's too.
 MAX_RESAMPLES = 10_000_000
 MAX_SUBSETS = 1_000_000
+#: Ceiling on the random permutations of :func:`rank_agreement`'s Monte Carlo test.
+MAX_PERMUTATIONS = 100_000_000
 #: Ceiling on the subset draws of a stability analysis with its bootstrap intervals.
 MAX_STABILITY_DRAWS = 20_000_000
 
@@ -916,7 +919,9 @@ def rank_agreement(
     the runs, which are the independent units. Ties (e.g. several +inf means)
     get average ranks; τ is τ_b.
     """
-    _check_common(statistic, inf_policy, confidence_level)
+    _check_common(statistic, inf_policy)
+    level = probability(confidence_level, "confidence_level")
+    paired = boolean(paired, "paired")
     xv = _check_values(x, "x", allow_1d=True)
     yv = _check_values(y, "y", allow_1d=True)
     q = xv.shape[-1]
@@ -932,13 +937,13 @@ def rank_agreement(
             f"paired=True needs x and y of the same shape (n_runs, n_quantizers); got {xv.shape} "
             f"and {yv.shape}"
         )
-    n_resamples = positive_int(n_resamples, "n_resamples")
+    runs = max(xv.shape[0] if xv.ndim == 2 else 1, yv.shape[0] if yv.ndim == 2 else 1)
+    n_resamples = _check_work(n_resamples, "n_resamples", MAX_RESAMPLES, 8 * (runs + 6 * q))
     if n_permutations is not None:
-        n_permutations = positive_int(n_permutations, "n_permutations")
+        n_permutations = _check_work(n_permutations, "n_permutations", MAX_PERMUTATIONS, 8 * q)
     elif q > EXACT_MAX_QUANTIZERS:
         n_permutations = 100_000
     gen = as_generator(rng)
-    level = float(confidence_level)
 
     def summary(v):
         return v if v.ndim == 1 else _summarise(v, statistic, inf_policy)

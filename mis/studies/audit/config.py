@@ -21,10 +21,12 @@ Sections and keys (defaults in parentheses)
     full-precision logits ``(n_models, n_examples, n_aug, n_classes)`` in the run store
     (the attacks need only the compact per-example arrays).
 ``[data]``
-    ``name`` ("cifar10") — ``digits``, ``cifar10``, ``cifar100``, ``tinyimagenet``, ``npz``
-    or ``synthetic``; ``root`` ("") — data directory (CIFAR, TinyImageNet), relative to the
-    working directory; ``path`` ("") — the ``.npz`` file; ``n_examples`` (0 = all) — size of
-    the audit pool (the training split, from which every model draws its members);
+    ``name`` ("cifar10") — ``digits``, ``fashion_mnist``, ``mnist``, ``cifar10``,
+    ``cifar100``, ``tinyimagenet``, ``npz`` or ``synthetic``; ``root`` ("") — data directory
+    ((Fashion-)MNIST IDX files, CIFAR, TinyImageNet), relative to the working directory
+    (Fashion-MNIST: "" = ``/usr/share/datasets/fashion-mnist``, Debian's
+    ``dataset-fashion-mnist``); ``path`` ("") — the ``.npz`` file; ``n_examples`` (0 = all)
+    — size of the audit pool (the training split, from which every model draws its members);
     ``n_test`` (0 = all) — test examples for the accuracy; ``test_size`` (0) — examples split
     off the pool as the test set when the data set has no test split (digits, npz without
     one); ``synthetic_*`` — the class-prototype images of ``name = "synthetic"``:
@@ -110,7 +112,16 @@ ATTACK_LABELS = {
     "rmia": "RMIA",
     "loss": "loss threshold",
 }
-DATASETS = ("digits", "cifar10", "cifar100", "tinyimagenet", "npz", "synthetic")
+DATASETS = (
+    "digits",
+    "fashion_mnist",
+    "mnist",
+    "cifar10",
+    "cifar100",
+    "tinyimagenet",
+    "npz",
+    "synthetic",
+)
 PAPER_METHODS = ("rtn", "adaround", "brecq", "obc", "gptq")
 FP = "fp"
 #: Keys of ``[quant.grid]``: the grid options of :class:`~mis.quant.QuantConfig`.

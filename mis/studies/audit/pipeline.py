@@ -30,8 +30,11 @@ Pipeline (:func:`run_audit`; configuration in :mod:`mis.studies.audit.config`):
    (:func:`mis.metrics.compare_roc`) of each quantized variant against the same targets at full
    precision, pooled and per target, with Holm's correction over each family
    (:func:`mis.metrics.holm`).
-6. **Report** (:mod:`mis.studies.audit.report`): ``report.md``, ``results.json``, CSV tables and PNG
-   figures.
+6. **Verdict and report** (:func:`mis.studies.audit.analysis.verdict`,
+   :mod:`mis.studies.audit.report`): which quantizer to ship (the full-precision leak, each
+   quantizer's accuracy cost and change in leak with Holm-adjusted p-values, the Pareto
+   front), then ``report.md`` (opening with that verdict), ``results.json``, CSV tables and
+   PNG figures.
 
 Resuming. Stages 1–3 write their arrays atomically into the run store ``<out>/store``
 (:func:`mis.train.jobs.run_job`, a ``done`` marker per job); stage 4 stores the scores
@@ -67,7 +70,7 @@ from mis.studies._common import (
     run_stage,
     versions,
 )
-from mis.studies.audit.analysis import analyse
+from mis.studies.audit.analysis import analyse, verdict
 from mis.studies.audit.config import Config
 from mis.studies.audit.data import keep_matrix, load_data
 from mis.studies.audit.jobs import quant_job, quant_name, train_job, train_name
@@ -240,6 +243,7 @@ def run_audit(
         }
     )
     results["warnings"] = sorted(set(results.get("warnings", [])) | set(notes))
+    results["verdict"] = verdict(results)
     if not report:
         return results
     t0 = time.perf_counter()

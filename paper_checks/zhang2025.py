@@ -175,6 +175,10 @@ def _pct(x) -> str:
     return f"{100 * x:.2f} %" if math.isfinite(x) else "n/a"
 
 
+def _points(x) -> str:
+    return f"{100 * x:.2f}" if math.isfinite(x) else "n/a"
+
+
 def _ci(e, lo, hi) -> str:
     return f"{_f(e)} [{_f(lo)}, {_f(hi)}]"
 
@@ -344,7 +348,7 @@ def check(results: dict, reference: dict | None = None, attack: str = "lira_onli
                 "(drop at most half)",
                 f"TinyImageNet AdaRound drop {rd['drop_plain'][bits]:g} → "
                 f"{rd['drop_decoupled'][bits]:g} points (§IV-C, Fig. 4)",
-                f"drop {_pct(dp)} → {_pct(dd)}{note}",
+                f"drop {_points(dp)} → {_points(dd)} points{note}",
                 strict, ci,
             ))  # fmt: skip
             # privacy gain kept

@@ -585,8 +585,11 @@ def verdict_markdown(results) -> list[str]:
                 "accuracy point(s) (report.max_accuracy_drop) and lower the leak significantly "
                 f"(Holm-adjusted paired test), it leaks least: {_row_text(r, v)}."
                 + (
-                    f" {len(others)} other quantizer(s) also qualify (table below); "
-                    "their TPRs may not differ significantly from this one's."
+                    " Also within the budget with a significantly lower leak: "
+                    + ", ".join(f"{x['label']} (TPR {_f(x['tpr'])})" for x in others)
+                    + "; the audit tests every quantizer against full precision, not against "
+                    "each other, so compare their TPR intervals in the table before preferring "
+                    "one of them."
                     if others
                     else ""
                 ),

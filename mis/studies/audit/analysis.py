@@ -153,6 +153,13 @@ def analyse(cfg: Config, store, out, keep, fp, data, progress=None) -> dict:
                 )
             )
         acc[v.key] = (preds == y_test[None, :]).mean(axis=1)
+    # wall time of the quantization itself per variant, summed over targets (jobs of older
+    # runs did not record it)
+    qsec: dict[str, float] = {}
+    for v in variants:
+        files = [f"{quant_name(v.key, t)}/seconds" for t in targets]
+        if not v.is_fp and all(store.has(f) for f in files):
+            qsec[v.key] = float(sum(store.load(f)[0] for f in files))
     accuracy = {}
     for v in variants:
         a = acc[v.key]
@@ -244,6 +251,7 @@ def analyse(cfg: Config, store, out, keep, fp, data, progress=None) -> dict:
             "per-target tests over (variant, target) pairs",
         },
         "warnings": notes,
+        "quantize_seconds": qsec,
     }
 
 

@@ -226,6 +226,11 @@ def run_audit(
     timing_log.record("analysis", timing["analysis_s"])
     log.info("[metrics] done in %.1f s", timing["analysis_s"])
     notes = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
+    qsec = results.pop("quantize_seconds", {})
+    by_method: dict[str, float] = {}
+    for v in quantized:
+        if v.key in qsec:
+            by_method[v.method] = by_method.get(v.method, 0.0) + qsec[v.key]
     results.update(
         {
             "schema": 1,
@@ -239,7 +244,16 @@ def run_audit(
                 "derivation": "SeedSequence([seed, purpose, *keys]); strings as CRC-32",
                 "purposes": dict(PURPOSES),
             },
-            "timing": {**timing, "jobs": jobs, "workers": getattr(executor, "max_workers", 1)},
+            "timing": {
+                **timing,
+                "jobs": jobs,
+                "workers": getattr(executor, "max_workers", 1),
+                # seconds inside quantize_model, summed over targets (all invocations)
+                "quantize_by_method": by_method,
+                "quantize_jobs_per_method": len(quant_models)
+                * len(quantized)
+                // max(1, len(config.quant.methods)),
+            },
         }
     )
     results["warnings"] = sorted(set(results.get("warnings", [])) | set(notes))

@@ -875,6 +875,20 @@ def _markdown(results, figures) -> str:
         f"{t.get('total_s', 0):.1f} s (this invocation; earlier ones in timing.json).",
         "",
     ]
+    by = t.get("quantize_by_method") or {}
+    if by:
+        n = t.get("quantize_jobs_per_method", 0)
+        parts = [
+            f"{method_label(m)} {sec:.1f} s" + (f" ({sec / n:.2f} s per job)" if n else "")
+            for m, sec in sorted(by.items(), key=lambda kv: -kv[1])
+        ]
+        lines += [
+            "Inside the quantize stage, time spent in the quantizer itself (summed over "
+            "targets; the rest is loading, calibration draws, logits and the run store): "
+            + ", ".join(parts)
+            + ".",
+            "",
+        ]
     return "\n".join(lines)
 
 

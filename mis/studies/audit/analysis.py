@@ -296,22 +296,26 @@ def verdict(results: dict, attack: str | None = None, max_accuracy_drop: float |
       Δ < 0, *higher* when Holm rejects and Δ > 0, else *n.s.*
     * **Pareto front** over all variants (full precision included) in (mean accuracy ↑,
       TPR ↓), on the point estimates (:func:`pareto_front`).
-    * **recommendation** — among the variants whose mean accuracy drop is at most
-      ``max_accuracy_drop`` (default: ``report.max_accuracy_drop``), those with a
-      significantly *lower* leak; of these the one with the lowest TPR (ties: smaller
-      accuracy drop, then fewer bits per parameter). Status ``"reduction"``; else
-      ``"no_reduction"`` (with the best significant reduction beyond the budget, if any);
-      ``"no_leak"`` when the leak is *none*.
+    * **recommendation** — among the variants *within the accuracy budget* — the upper end
+      of the 95 % interval of their accuracy drop (the mean drop when the interval is
+      undefined, e.g. one target) at most ``max_accuracy_drop`` (default:
+      ``report.max_accuracy_drop``), so that the cost is within budget with confidence, not
+      only on average — those with a significantly *lower* leak; of these the one with the
+      lowest TPR (ties: smaller accuracy drop, then fewer bits per parameter). Status
+      ``"reduction"``; else ``"no_reduction"`` (with the cheapest significant reduction beyond
+      the budget, if any); ``"no_leak"`` when the leak is *none*. ``borderline``: variants
+      with a significantly lower leak than the recommended one's TPR whose mean drop is
+      within the budget but whose interval reaches past it.
 
     Returns
     -------
     dict
         ``status``, ``attack``, ``metric``, ``fpr``, ``fp`` (TPR estimate / low / high, AUC,
         ``ratio_to_chance``), ``leak`` ("present" / "none"), ``rows`` (one per quantized
-        variant), ``pareto`` (keys), ``recommended`` (key or None), ``best_beyond_budget``
-        (key or None), ``max_accuracy_drop``, ``resolution`` (numbers for "what this data
-        can and cannot show": pooled non-members, smallest resolvable FPR, median half-width
-        of the Δ intervals).
+        variant), ``pareto`` (keys), ``recommended`` (key or None), ``borderline`` (keys),
+        ``best_beyond_budget`` (key or None), ``max_accuracy_drop``, ``resolution`` (numbers
+        for "what this data can and cannot show": pooled non-members, smallest resolvable
+        FPR, median half-width of the Δ intervals).
     """
     cfg = results.get("config", {})
     rep = cfg.get("report", {})
@@ -371,10 +375,20 @@ def verdict(results: dict, attack: str | None = None, max_accuracy_drop: float |
         bpp = r["bits_per_parameter"] if _finite(r["bits_per_parameter"]) else math.inf
         return (r["tpr"], r["drop"], bpp)
 
+    def cost(r):  # the accuracy drop the budget is checked against
+        return r["drop_high"] if _finite(r["drop_high"]) else r["drop"]
+
     lower = [r for r in rows if r["significance"] == "lower" and _finite(r["tpr"])]
-    within = [r for r in lower if _finite(r["drop"]) and r["drop"] <= max_accuracy_drop]
+    within = [r for r in lower if _finite(cost(r)) and cost(r) <= max_accuracy_drop]
     beyond = [r for r in lower if r not in within]
     recommended = min(within, key=rank)["key"] if within and leak == "present" else None
+    best_tpr = min(within, key=rank)["tpr"] if within else math.inf
+    borderline = [
+        r["key"]
+        for r in sorted(beyond, key=rank)
+        if leak == "present" and _finite(r["drop"]) and r["drop"] <= max_accuracy_drop
+        and r["tpr"] < best_tpr
+    ]  # fmt: skip
     best_beyond = None
     if beyond and leak == "present":  # the smallest accuracy cost of a significant reduction
         best_beyond = min(beyond, key=lambda r: (r["drop"], r["tpr"]))["key"]
@@ -405,6 +419,7 @@ def verdict(results: dict, attack: str | None = None, max_accuracy_drop: float |
         "rows": rows,
         "pareto": front,
         "recommended": recommended,
+        "borderline": borderline,
         "best_beyond_budget": best_beyond,
         "max_accuracy_drop": max_accuracy_drop,
         "resolution": {

@@ -575,26 +575,34 @@ def verdict_markdown(results) -> list[str]:
             r = rows[v["recommended"]]
             others = [
                 x
-                for x in v["rows"]
+                for x in sorted(v["rows"], key=lambda x: x["tpr"])
                 if x["significance"] == "lower"
-                and x["drop"] <= v["max_accuracy_drop"]
+                and _ok(x["drop_high"] if _ok(x["drop_high"]) else x["drop"])
+                and (x["drop_high"] if _ok(x["drop_high"]) else x["drop"]) <= v["max_accuracy_drop"]
                 and x["key"] != r["key"]
             ]
-            lines += [
-                f"**Ship {r['label']}.** Of the quantizers that cost at most {budget:g} "
-                "accuracy point(s) (report.max_accuracy_drop) and lower the leak significantly "
-                f"(Holm-adjusted paired test), it leaks least: {_row_text(r, v)}."
-                + (
-                    " Also within the budget with a significantly lower leak: "
-                    + ", ".join(f"{x['label']} (TPR {_f(x['tpr'])})" for x in others)
-                    + "; the audit tests every quantizer against full precision, not against "
-                    "each other, so compare their TPR intervals in the table before preferring "
-                    "one of them."
-                    if others
-                    else ""
-                ),
-                "",
-            ]
+            txt = (
+                f"**Ship {r['label']}.** Of the quantizers whose accuracy cost stays within "
+                f"{budget:g} point(s) (report.max_accuracy_drop; the upper end of its 95 % "
+                "interval) and that lower the leak significantly (Holm-adjusted paired test), it "
+                f"leaks least: {_row_text(r, v)}."
+            )
+            if others:
+                txt += (
+                    " Next within the budget: "
+                    + ", ".join(f"{x['label']} (TPR {_f(x['tpr'])})" for x in others[:3])
+                    + (f" and {len(others) - 3} more (table below)" if len(others) > 3 else "")
+                    + "; the audit tests each quantizer against full precision, not against the "
+                    "others, so compare their TPR intervals before preferring one."
+                )
+            for k in v.get("borderline", []):
+                b = rows[k]
+                txt += (
+                    f" {b['label']} leaks less still (TPR {_f(b['tpr'])}) at a mean cost within "
+                    f"the budget, but its interval reaches past it: accuracy "
+                    f"{_pts(-b['drop'])} points [{_pts(-b['drop_high'])}, {_pts(-b['drop_low'])}]."
+                )
+            lines += [txt, ""]
         else:
             txt = (
                 f"**No quantizer within the accuracy budget ({budget:g} point(s), "
@@ -648,10 +656,12 @@ def verdict_markdown(results) -> list[str]:
     for k in v["pareto"]:
         if k in names:
             r = names[k]
-            sig = []
-            sig.append(
-                "accuracy cost significant" if r["drop_significant"] else "accuracy cost n.s."
-            )
+            if not r["drop_significant"]:
+                sig = ["accuracy change n.s."]
+            else:
+                sig = [
+                    "accuracy cost significant" if r["drop"] > 0 else "accuracy gain significant"
+                ]
             sig.append(
                 {
                     "lower": "leak significantly lower",

@@ -223,8 +223,15 @@ def run_audit(
     results = analyse(config, store, out, keep, fp, data, progress=progress)
     timing["analysis_s"] = time.perf_counter() - t0
     timing["total_s"] = time.perf_counter() - t_start
-    timing_log.record("analysis", timing["analysis_s"])
+    history = timing_log.record("analysis", timing["analysis_s"])
     log.info("[metrics] done in %.1f s", timing["analysis_s"])
+    stages: dict[str, float] = {}
+    for h in history:  # every invocation's finished stages (a resumed audit adds up)
+        stages[h["stage"]] = stages.get(h["stage"], 0.0) + h["seconds"]
+    all_invocations = {
+        "invocations": len({h["invocation"] for h in history}),
+        "stages_s": stages,
+    }
     notes = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
     qsec = results.pop("quantize_seconds", {})
     by_method: dict[str, float] = {}
@@ -248,6 +255,7 @@ def run_audit(
                 **timing,
                 "jobs": jobs,
                 "workers": getattr(executor, "max_workers", 1),
+                "all_invocations": all_invocations,
                 # seconds inside quantize_model, summed over targets (all invocations)
                 "quantize_by_method": by_method,
                 "quantize_jobs_per_method": len(quant_models)

@@ -885,6 +885,16 @@ def _markdown(results, figures) -> str:
         f"{t.get('total_s', 0):.1f} s (this invocation; earlier ones in timing.json).",
         "",
     ]
+    every = t.get("all_invocations") or {}
+    if every.get("invocations", 0) > 1:
+        st = every["stages_s"]
+        lines += [
+            f"All {every['invocations']} invocations together (timing.json: the work actually "
+            "done, resumed stages counted once): "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in st.items())
+            + f", sum {sum(st.values()):.1f} s.",
+            "",
+        ]
     by = t.get("quantize_by_method") or {}
     if by:
         n = t.get("quantize_jobs_per_method", 0)

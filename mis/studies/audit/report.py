@@ -889,8 +889,8 @@ def _markdown(results, figures) -> str:
     if every.get("invocations", 0) > 1:
         st = every["stages_s"]
         lines += [
-            f"All {every['invocations']} invocations together (timing.json: the work actually "
-            "done, resumed stages counted once): "
+            f"All {every['invocations']} invocations together (timing.json; a resumed "
+            "invocation's time includes skipping the finished jobs): "
             + ", ".join(f"{k} {v:.1f} s" for k, v in st.items())
             + f", sum {sum(st.values()):.1f} s.",
             "",

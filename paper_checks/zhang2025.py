@@ -408,8 +408,8 @@ def check(results: dict, reference: dict | None = None, attack: str = "lira_onli
             strict = PASS if mean > 0 else FAIL
             ci = _by_interval(lo, hi)
             text = (f"1.58-bit {_pct(_acc(results, k158)[0])} vs 1-bit "
-                    f"{_pct(_acc(results, k1)[0])}; paired diff {_pct(mean)} "
-                    f"[{_pct(lo)}, {_pct(hi)}]")  # fmt: skip
+                    f"{_pct(_acc(results, k1)[0])}; paired diff {_points(mean)} "
+                    f"[{_points(lo)}, {_points(hi)}] points")  # fmt: skip
         pm = m if m in t1["1.58"] else "adaround"
         rows.append(_row(
             f"{NAMES.get(m, m)}: 1.58-bit accuracy above sign (1-bit) accuracy",

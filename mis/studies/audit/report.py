@@ -535,7 +535,7 @@ def _fp_sentence(results, v) -> str:
         f"over {n_t} target{'s' if n_t != 1 else ''}; a TPR of {_fpr_label(v['fpr'])} is "
         "chance)"
     )
-    if _ok(fp["ratio_to_chance"]):
+    if _ok(fp["ratio_to_chance"]) and v["leak"] == "present":
         txt += f", {fp['ratio_to_chance']:.0f}× chance"
     if _ok(fp.get("auc")):
         txt += f"; AUC {fp['auc']:.3f}"

@@ -320,6 +320,11 @@ def test_interrupted_audit_resumes_with_identical_results(
     again = A.run_audit(tiny_config(), out, progress=False, report=False)
     assert again["timing"]["jobs"]["quantize"] == {"run": 0, "skipped": 8}
     assert again["timing"]["jobs"]["attack"]["run"] == 0
+    # timing.json over the invocations: 1 training job, the 6 quantization jobs of the second
+    # invocation (the interrupted stage is not recorded), 5 variants scored
+    every = again["timing"]["all_invocations"]
+    assert sum(e["jobs_run"] for e in every) == 1 + 6 + 5
+    assert all(set(e["stages_s"]) <= {"train", "quantize", "attack", "analysis"} for e in every)
     assert json.dumps(_core(again), sort_keys=True) == json.dumps(_core(ref), sort_keys=True)
 
 

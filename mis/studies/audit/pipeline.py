@@ -225,13 +225,12 @@ def run_audit(
     timing["total_s"] = time.perf_counter() - t_start
     history = timing_log.record("analysis", timing["analysis_s"])
     log.info("[metrics] done in %.1f s", timing["analysis_s"])
-    stages: dict[str, float] = {}
-    for h in history:  # every invocation's finished stages (a resumed audit adds up)
-        stages[h["stage"]] = stages.get(h["stage"], 0.0) + h["seconds"]
-    all_invocations = {
-        "invocations": len({h["invocation"] for h in history}),
-        "stages_s": stages,
-    }
+    invocations: dict[str, dict] = {}  # every invocation's finished stages, in order
+    for h in history:
+        inv = invocations.setdefault(h["invocation"], {"stages_s": {}, "jobs_run": 0})
+        inv["stages_s"][h["stage"]] = inv["stages_s"].get(h["stage"], 0.0) + h["seconds"]
+        inv["jobs_run"] += h["jobs_run"]
+    all_invocations = [{"invocation": k, **v} for k, v in invocations.items()]
     notes = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
     qsec = results.pop("quantize_seconds", {})
     by_method: dict[str, float] = {}

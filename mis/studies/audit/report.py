@@ -885,15 +885,20 @@ def _markdown(results, figures) -> str:
         f"{t.get('total_s', 0):.1f} s (this invocation; earlier ones in timing.json).",
         "",
     ]
-    every = t.get("all_invocations") or {}
-    if every.get("invocations", 0) > 1:
-        st = every["stages_s"]
+    every = t.get("all_invocations") or []
+    if len(every) > 1:  # a resumed audit: what each invocation did (timing.json)
+        names = ["train", "quantize", "attack", "analysis"]
+        rows = [
+            [e["invocation"], str(e["jobs_run"])]
+            + [f"{e['stages_s'][k]:.1f}" if k in e["stages_s"] else "—" for k in names]
+            + [f"{sum(e['stages_s'].values()):.1f}"]
+            for e in every
+        ]
         lines += [
-            f"All {every['invocations']} invocations together (timing.json; a resumed "
-            "invocation's time includes skipping the finished jobs): "
-            + ", ".join(f"{k} {v:.1f} s" for k, v in st.items())
-            + f", sum {sum(st.values()):.1f} s.",
+            "Every invocation of this audit (timing.json, seconds; an invocation that resumes "
+            "skips the finished jobs):",
             "",
+            *markdown_table(["invocation", "jobs run", *names, "sum"], rows),
         ]
     by = t.get("quantize_by_method") or {}
     if by:

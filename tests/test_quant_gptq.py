@@ -65,6 +65,10 @@ def test_grid_comes_from_the_original_weight_as_in_the_reference():
     assert bool(on_grid(original, Q).all())
     assert not bool(on_grid(zeroed, Q)[0].all())  # a different grid for row 0
     assert float(Q[0, 0]) == 0.0  # the dead weight itself is 0 (0 is a level)
+    # refine_quantized finds that grid from the spec too (OBC's is the zeroed one)
+    R = refine_quantized(W, Q, H, spec, sweeps=2, block=2)
+    assert bool(on_grid(original, R).all())
+    assert bool(on_grid(zeroed, refine_quantized(W, obc_quantize(W, H, spec), H, spec)).all())
     order = list(range(6))
     Qn = naive.ordered_obs_naive(W.numpy(), H.numpy(), levels_of(original), order, percdamp=0.01)
     np.testing.assert_allclose(Q.numpy(), Qn.astype(np.float32), rtol=1e-6, atol=0)
@@ -115,16 +119,18 @@ def test_refinement_never_increases_any_rows_loss(seed, C, K, bits, rblock):
     spec = LayerSpec(bits)
     _, Wz, _ = prepare_hessian(H, W.double(), 0.01)
     grid = layer_grid(spec, Wz.float())
-    for q0 in (
-        gptq_quantize(W, H, spec),
-        obc_quantize(W, H, spec),
-        grid.fake_quant(Wz.float()),  # RTN
+    # each solver's own grid: GPTQ's from the original weight (as its reference), OBC's and
+    # this RTN's from the dead-column-zeroed one (the same when no input column is dead)
+    for q0, g0 in (
+        (gptq_quantize(W, H, spec), layer_grid(spec, W)),
+        (obc_quantize(W, H, spec), grid),
+        (grid.fake_quant(Wz.float()), grid),  # RTN
     ):
         q = refine_quantized(W, q0, H, spec, sweeps=3, block=rblock)
         before = naive.damped_loss_naive(W.numpy(), H.numpy(), q0.numpy())
         after = naive.damped_loss_naive(W.numpy(), H.numpy(), q.numpy())
         assert np.all(after <= before * (1 + 1e-9)), (before, after)
-        assert bool(on_grid(grid, q).all())
+        assert bool(on_grid(g0, q).all())
 
 
 def test_refinement_lowers_gptq_error_on_a_correlated_layer():

@@ -361,7 +361,10 @@ def refine_quantized(
     H : torch.Tensor, shape (K, K)
         ``2XXᵀ/N``; damped and dead columns handled as in :func:`gptq_quantize`.
     grid : LayerSpec, AffineGrid or SignGrid
-        The grid of ``q`` (a spec builds it from the dead-column-zeroed ``w``).
+        The grid of ``q``. A spec builds the grid the solvers use: from the dead-column-zeroed
+        ``w`` (OBC, RTN of the zeroed weight) or, when ``q`` does not lie on that one, from
+        ``w`` as given (:func:`gptq_quantize`, which fixes the grid before zeroing dead
+        columns, as its reference does). Without dead columns the two are the same.
     percdamp, dtype
         As in :func:`gptq_quantize`.
     sweeps : int
@@ -387,9 +390,12 @@ def refine_quantized(
         raise MisValueError(f"dtype must be torch.float64 or torch.float32; got {dtype!r}")
     W = as_channels(w.detach()).to(dtype)
     Hd, W, dead = prepare_hessian(H.detach().to(w.device, torch.float64), W, percdamp)
-    if isinstance(grid, LayerSpec):
-        grid = layer_grid(grid, W.to(w.dtype))
     Q = q.detach().reshape(C, K).to(dtype)
+    if isinstance(grid, LayerSpec):
+        spec = grid
+        grid = layer_grid(spec, W.to(w.dtype))
+        if bool(dead.any()) and not bool(on_grid(grid, Q.to(q.dtype)).all()):
+            grid = layer_grid(spec, as_channels(w.detach()))  # gptq_quantize's grid
     if not bool(on_grid(grid, Q.to(q.dtype)).all()):
         raise MisValueError("q must lie on grid (every entry a level of its row's grid)")
     Q, _ = _refine_blocks(W, Q, Hd.to(dtype), dead, grid, sweeps, block)

@@ -19,9 +19,9 @@ Methods, all on the same per-channel asymmetric grid (L2.4 range search), same d
   natural column order; and with ``act_order``;
 * GPTQ + refinement (``refine_sweeps``, our extension, see :mod:`mis.quant.gptq`):
   block-coordinate-descent sweeps over blocks of 32 columns after GPTQ, natural order
-  and act-order; the act-order one is what the ``"gptq"`` method runs by default
+  and act-order; the act-order one is what the ``"gptq-refine"`` method runs by default
   (``act_order=True, refine_sweeps=8``), so the target is checked on it (and printed
-  for plain GPTQ too);
+  for plain GPTQ, the ``"gptq"`` method, too);
 * OBC (``obc_quantize``): greedy ExactOBS, rows in batches, lazy downdates; and, for
   reference, OBC followed by the same refinement sweeps (``refine_quantized``).
 
@@ -105,7 +105,7 @@ def main(argv=None):
         "--refine-sweeps",
         type=int,
         default=DEFAULT_METHOD_REFINE_SWEEPS,
-        help="refinement sweeps of the refined GPTQ rows (default: the 'gptq' method's)",
+        help="refinement sweeps of the refined GPTQ rows (default: the 'gptq-refine' method's)",
     )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -164,7 +164,7 @@ def main(argv=None):
     print(f"\npeak RSS {peak_rss_mb():.0f} MB")
     print(
         "target: GPTQ >= 20x faster than OBC, error within 15 % of OBC's "
-        "(the 'gptq' method's default: act-order + refinement sweeps)"
+        "(the 'gptq-refine' method's default: act-order + refinement sweeps)"
     )
     for bits, (_, sec, err), (_, sec0, err0), t_obc, e_obc in summary:
         ok = "met" if t_obc / sec >= 20 and err / e_obc <= 1.15 else "MISSED"

@@ -1,5 +1,6 @@
-"""GPTQ: the blocked Cholesky form equals OBS in a fixed order; refinement sweeps against
-their plain loop; options; quantize_model."""
+"""GPTQ: the blocked Cholesky form equals OBS in a fixed order (the ``"gptq"`` method is the
+reference algorithm); refinement sweeps (``"gptq-refine"``, our extension) against their plain
+loop; options; quantize_model."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mis.exceptions import MisValueError
-from mis.quant import QuantConfig, quantization_report, quantize_model
+from mis.quant import (
+    GPTQOptions,
+    GPTQRefineOptions,
+    QuantConfig,
+    get_method,
+    quantization_report,
+    quantize_model,
+)
 from mis.quant.api import LayerSpec
 from mis.quant.gptq import gptq_quantize, refine_quantized
 from mis.quant.obc import layer_grid, obc_quantize, on_grid, prepare_hessian
@@ -34,8 +42,8 @@ def test_gptq_equals_fixed_order_obs(seed, C, K, bits, block, act_order, dead):
     dead = min(dead, K - 1)
     W, _, H = random_layer(seed, C, K, 3 * K + 4, dead=dead)
     spec = LayerSpec(bits)
-    Hd, Wz, _ = prepare_hessian(H, W.double(), 0.01)
-    grid = layer_grid(spec, Wz.float())
+    Hd, _, _ = prepare_hessian(H, W.double(), 0.01)
+    grid = layer_grid(spec, W)  # from the original weight, as the reference's find_params(W)
     if act_order:
         order = torch.argsort(torch.diagonal(Hd), descending=True, stable=True).tolist()
     else:
@@ -44,6 +52,26 @@ def test_gptq_equals_fixed_order_obs(seed, C, K, bits, block, act_order, dead):
     Qn = naive.ordered_obs_naive(W.numpy(), H.numpy(), levels_of(grid), order, percdamp=0.01)
     np.testing.assert_allclose(Q.numpy(), Qn.astype(np.float32), rtol=1e-6, atol=0)
     assert bool(on_grid(grid, Q).all())
+
+
+def test_grid_comes_from_the_original_weight_as_in_the_reference():
+    """A dead column (an input always 0) holding a row's largest weight: the reference fixes
+    the grid with find_params(W) before zeroing dead columns, so the grid keeps that range."""
+    W, _, H = random_layer(3, 2, 6, 40, dead=1)
+    W[0, 0] = 1.0  # the largest weight of row 0 sits in the dead column
+    spec = LayerSpec(2)
+    Q = gptq_quantize(W, H, spec)
+    original, zeroed = layer_grid(spec, W), layer_grid(spec, torch.cat([0 * W[:, :1], W[:, 1:]], 1))
+    assert bool(on_grid(original, Q).all())
+    assert not bool(on_grid(zeroed, Q)[0].all())  # a different grid for row 0
+    assert float(Q[0, 0]) == 0.0  # the dead weight itself is 0 (0 is a level)
+    # refine_quantized finds that grid from the spec too (OBC's is the zeroed one)
+    R = refine_quantized(W, Q, H, spec, sweeps=2, block=2)
+    assert bool(on_grid(original, R).all())
+    assert bool(on_grid(zeroed, refine_quantized(W, obc_quantize(W, H, spec), H, spec)).all())
+    order = list(range(6))
+    Qn = naive.ordered_obs_naive(W.numpy(), H.numpy(), levels_of(original), order, percdamp=0.01)
+    np.testing.assert_allclose(Q.numpy(), Qn.astype(np.float32), rtol=1e-6, atol=0)
 
 
 # -------------------------------------------------------------------------------------------
@@ -65,8 +93,8 @@ def test_refinement_equals_plain_loop(seed, C, K, bits, rblock, sweeps, act_orde
     dead = min(dead, K - 1)
     W, _, H = random_layer(seed, C, K, 3 * K + 4, dead=dead)
     spec = LayerSpec(bits)
-    Hd, Wz, _ = prepare_hessian(H, W.double(), 0.01)
-    grid = layer_grid(spec, Wz.float())
+    Hd, _, _ = prepare_hessian(H, W.double(), 0.01)
+    grid = layer_grid(spec, W)
     if act_order:
         order = torch.argsort(torch.diagonal(Hd), descending=True, stable=True).tolist()
     else:
@@ -91,16 +119,18 @@ def test_refinement_never_increases_any_rows_loss(seed, C, K, bits, rblock):
     spec = LayerSpec(bits)
     _, Wz, _ = prepare_hessian(H, W.double(), 0.01)
     grid = layer_grid(spec, Wz.float())
-    for q0 in (
-        gptq_quantize(W, H, spec),
-        obc_quantize(W, H, spec),
-        grid.fake_quant(Wz.float()),  # RTN
+    # each solver's own grid: GPTQ's from the original weight (as its reference), OBC's and
+    # this RTN's from the dead-column-zeroed one (the same when no input column is dead)
+    for q0, g0 in (
+        (gptq_quantize(W, H, spec), layer_grid(spec, W)),
+        (obc_quantize(W, H, spec), grid),
+        (grid.fake_quant(Wz.float()), grid),  # RTN
     ):
         q = refine_quantized(W, q0, H, spec, sweeps=3, block=rblock)
         before = naive.damped_loss_naive(W.numpy(), H.numpy(), q0.numpy())
         after = naive.damped_loss_naive(W.numpy(), H.numpy(), q.numpy())
         assert np.all(after <= before * (1 + 1e-9)), (before, after)
-        assert bool(on_grid(grid, q).all())
+        assert bool(on_grid(g0, q).all())
 
 
 def test_refinement_lowers_gptq_error_on_a_correlated_layer():
@@ -167,20 +197,21 @@ def test_gptq_bad_inputs_raise():
 
 
 @pytest.mark.parametrize(
-    "options",
+    "method, options",
     [
-        {},
-        {"act_order": False},
-        {"sequential": False},
-        {"block_size": 4, "dtype": "float32"},
-        {"refine_sweeps": 0},
-        {"refine_sweeps": 2, "refine_block": 5},
+        ("gptq", {}),
+        ("gptq", {"act_order": True}),
+        ("gptq", {"sequential": False}),
+        ("gptq", {"block_size": 4, "dtype": "float32"}),
+        ("gptq-refine", {}),
+        ("gptq-refine", {"refine_sweeps": 0}),
+        ("gptq-refine", {"refine_sweeps": 2, "refine_block": 5, "act_order": False}),
     ],
 )
-def test_quantize_model_gptq(options):
+def test_quantize_model_gptq(method, options):
     net = small_net()
     calib, _ = calib_for()
-    cfg = QuantConfig(bits=2, method="gptq", last_layer_bits=8, method_options=options)
+    cfg = QuantConfig(bits=2, method=method, last_layer_bits=8, method_options=options)
     q = quantize_model(net, cfg, calib)
     rep = quantization_report(q)
     assert rep["0"].max_levels <= 4 and rep["3"].max_levels <= 4
@@ -189,15 +220,37 @@ def test_quantize_model_gptq(options):
     assert bool(on_grid(layer_grid(LayerSpec(2), w0), q[0].weight.reshape(4, -1)).all())
 
 
+def _params(net, calib, bits, method, **opts):
+    cfg = QuantConfig(bits=bits, method=method, method_options=opts)
+    return [p.detach() for p in quantize_model(net, cfg, calib).parameters()]
+
+
+def test_gptq_method_is_plain_gptq_in_natural_order():
+    """The "gptq" method is the reference: natural column order, no refinement (= gptq-refine
+    with its extension switched off and act-order off); it differs from the refined default."""
+    net = small_net()
+    calib, _ = calib_for()
+    for bits in (4, 2, 1.58, 1):
+        plain = _params(net, calib, bits, "gptq")
+        off = _params(net, calib, bits, "gptq-refine", refine_sweeps=0, act_order=False)
+        for a, b in zip(plain, off, strict=True):
+            assert torch.equal(a, b)
+    refined = _params(net, calib, 2, "gptq-refine")
+    assert any(not torch.equal(a, b) for a, b in zip(_params(net, calib, 2, "gptq"), refined,
+                                                         strict=True))  # fmt: skip
+    assert get_method("gptq").label == "GPTQ"
+    assert "our extension" in get_method("gptq-refine").description
+    assert GPTQOptions().act_order is False and GPTQRefineOptions().act_order is True
+
+
 def test_method_default_refines_multi_level_layers_only():
-    """refine_sweeps=None (default): 8 sweeps on layers with >= 3 levels, none on 1-bit
-    layers (where the sweeps lowered the layer error but hurt digits accuracy)."""
+    """gptq-refine's refine_sweeps=None (default): 8 sweeps on layers with >= 3 levels, none on
+    1-bit layers (where the sweeps lowered the layer error but hurt digits accuracy)."""
     net = small_net()
     calib, _ = calib_for()
 
     def run(bits, **opts):
-        cfg = QuantConfig(bits=bits, method="gptq", method_options=opts)
-        return [p.detach() for p in quantize_model(net, cfg, calib).parameters()]
+        return _params(net, calib, bits, "gptq-refine", **opts)
 
     for a, b in zip(run(1), run(1, refine_sweeps=0), strict=True):
         assert torch.equal(a, b)
@@ -209,17 +262,18 @@ def test_method_default_refines_multi_level_layers_only():
 def test_quantize_model_gptq_bad_options():
     net = small_net()
     calib, _ = calib_for()
-    for opts, match in (
-        ({"block_size": 0}, "block_size"),
-        ({"act_order": "yes"}, "act_order"),
-        ({"refine_sweeps": -1}, "refine_sweeps"),
-        ({"refine_block": 0}, "refine_block"),
-        ({"lazy_block": 4}, "unknown method_options"),
-        ({"dtype": "float16"}, "dtype"),
-        ({"bn_batches": 0}, "bn_batches"),
+    for method, opts, match in (
+        ("gptq", {"block_size": 0}, "block_size"),
+        ("gptq", {"act_order": "yes"}, "act_order"),
+        ("gptq", {"refine_sweeps": 2}, "unknown method_options.refine_sweeps"),
+        ("gptq-refine", {"refine_sweeps": -1}, "refine_sweeps"),
+        ("gptq-refine", {"refine_block": 0}, "refine_block"),
+        ("gptq", {"lazy_block": 4}, "unknown method_options"),
+        ("gptq-refine", {"dtype": "float16"}, "dtype"),
+        ("gptq", {"bn_batches": 0}, "bn_batches"),
     ):
         with pytest.raises(MisValueError, match=match):
-            quantize_model(net, QuantConfig(method="gptq", method_options=opts), calib)
+            quantize_model(net, QuantConfig(method=method, method_options=opts), calib)
 
 
 def test_sequential_first_layer_identical():

@@ -320,6 +320,11 @@ def test_interrupted_audit_resumes_with_identical_results(
     again = A.run_audit(tiny_config(), out, progress=False, report=False)
     assert again["timing"]["jobs"]["quantize"] == {"run": 0, "skipped": 8}
     assert again["timing"]["jobs"]["attack"]["run"] == 0
+    # timing.json over the invocations: 1 training job, the 6 quantization jobs of the second
+    # invocation (the interrupted stage is not recorded), 5 variants scored
+    every = again["timing"]["all_invocations"]
+    assert sum(e["jobs_run"] for e in every) == 1 + 6 + 5
+    assert all(set(e["stages_s"]) <= {"train", "quantize", "attack", "analysis"} for e in every)
     assert json.dumps(_core(again), sort_keys=True) == json.dumps(_core(ref), sort_keys=True)
 
 
@@ -397,3 +402,86 @@ def test_cli_runs_a_stage(tmp_path, capsys):
     cfg = json.loads((tmp_path / "o" / "config.json").read_text())
     assert cfg["model"]["name"] == "digits_cnn" and cfg["train"]["trainer"] == "auto"
     assert cfg["train"]["epochs"] == 1 and cfg["train"]["momentum"] == 0.9  # paper default
+
+
+# ------------------------------------------------------------------------------------------
+# Fashion-MNIST (issue 17): the configurations, the quick pipeline at tiny sizes on IDX files
+# the test writes, the message when the data set is missing
+# ------------------------------------------------------------------------------------------
+def test_fashion_mnist_configs():
+    full = load_config(EXPERIMENTS / "fashion_mnist.toml")
+    quick = load_config(EXPERIMENTS / "fashion_mnist_quick.toml")
+    for cfg in (full, quick):
+        assert cfg.data.name == "fashion_mnist" and cfg.data.root == ""
+        assert cfg.data.n_examples == 5000 and cfg.model.name == "mlp"
+        assert cfg.quant.bits == (4, 2, 1.58, 1) and cfg.quant.decoupled_last_layer_bits == 8
+        assert cfg.quant.calibration_samples == 1024 and not cfg.attack.quantize_shadows
+        assert cfg.attack.offline_fixed_variance and cfg.verdict_attack == "lira_online"
+        assert {"lira_online", "lira_offline", "rmia", "loss"} == set(cfg.attack.attacks)
+        assert cfg.train.train_config().epochs == 50
+    assert full.study.shadows == 64 and full.study.targets == 10
+    assert set(full.quant.methods) == {"rtn", "adaround", "brecq", "obc", "gptq", "gptq-refine"}
+    assert len(full.variants()) == 1 + 6 * 4 * 2
+    brecq = full.variant("brecq_2b").quant.method_options
+    assert brecq.head_stem_bits is None and brecq.blocks == ("net",)  # "none" in the TOML
+    assert full.variant("obc_2b").quant.method_options.dtype == "float32"
+    assert quick.study.shadows == 32 and quick.study.targets == 4
+    assert set(quick.quant.methods) == {"rtn", "gptq", "adaround"}
+
+
+def test_fashion_mnist_quick_pipeline_at_tiny_sizes(tmp_path):
+    """experiments/fashion_mnist_quick.toml end to end, shrunk, on IDX files written here."""
+    from tests.test_train_idx import fake_release
+
+    fake_release(tmp_path / "fm", n=240, n_test=60, size=8, seed=4)
+    cfg = load_config(EXPERIMENTS / "fashion_mnist_quick.toml").replace(
+        study={"shadows": 6, "targets": 2, "chunk_size": 8, "device": "cpu"},
+        data={"root": str(tmp_path / "fm"), "n_examples": 200},
+        model={"options": {"hidden": [16]}},
+        train={"epochs": 2},
+        quant={"bits": [4, 1.58], "calibration_samples": 64,
+               "options": {"adaround": {"n_iter": 5}}},
+        metrics={"fprs": [0.01, 0.05], "n_resamples": 40, "band_resamples": 20,
+                 "band_points": 6},
+    )  # fmt: skip
+    out = tmp_path / "run"
+    res = A.run_audit(cfg, out, progress=False)
+    assert res["data"]["name"] == "fashion_mnist" and res["data"]["input_shape"] == [1, 8, 8]
+    assert [v["key"] for v in res["variants"]][:3] == ["fp", "rtn_4b", "rtn_4b_last8"]
+    assert len(res["variants"]) == 1 + 3 * 2 * 2
+    v = res["verdict"]
+    assert v["status"] in ("no_leak", "reduction", "no_reduction")
+    assert len(v["rows"]) == 12 and v["metric"] == "tpr@0.01fpr"
+    report = (out / "report.md").read_text()
+    assert report.startswith("# PTQ privacy audit: fashion_mnist_quick\n\n## Verdict\n")
+    assert (out / "verdict.csv").is_file() and (out / "privacy_utility.png").is_file()
+    # the paper check reads the run
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("zc", ROOT / "paper_checks/zhang2025.py")
+    zc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(zc)
+    rows = zc.check(zc.load_results(out))
+    assert rows and all(r["strict"] in ("pass", "FAIL", "n/a") for r in rows)
+
+
+def test_missing_fashion_mnist_says_what_to_install(tmp_path):
+    cfg = load_config(EXPERIMENTS / "fashion_mnist_quick.toml").replace(
+        data={"root": str(tmp_path / "nowhere")}
+    )
+    with pytest.raises(FileNotFoundError) as e:
+        A.run_audit(cfg, tmp_path / "out")
+    msg = str(e.value)
+    assert "apt-get install dataset-fashion-mnist" in msg and "--data-root" in msg
+    assert "train-images-idx3-ubyte" in msg and not (tmp_path / "out").exists()
+
+
+def test_digits_report_opens_with_the_verdict(reference_run):
+    out, results, _ = reference_run
+    report = (out / "report.md").read_text()
+    assert report.index("## Verdict") < report.index("## Setup")
+    v = results["verdict"]
+    if v["leak"] == "none":  # the tiny digits audit: no leak to speak of
+        assert "not distinguishable from chance, so no privacy conclusion follows" in report
+    else:
+        assert "**Full-precision leak.**" in report

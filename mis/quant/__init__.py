@@ -15,13 +15,14 @@
 * :mod:`mis.quant.adaround`, :mod:`mis.quant.brecq` — AdaRound and BRECQ
   (:class:`AdaRoundConfig`, :class:`BRECQConfig`; with :mod:`mis.quant.reconstruct` and BN
   folding in :mod:`mis.quant.fold`);
-* :mod:`mis.quant.obc`, :mod:`mis.quant.gptq` — OBC (ExactOBS) and GPTQ
-  (:class:`OBCOptions`, :class:`GPTQOptions`); :mod:`mis.quant.bn` — batch-norm
+* :mod:`mis.quant.obc`, :mod:`mis.quant.gptq` — OBC (ExactOBS), GPTQ as the reference
+  implementation and GPTQ with our refinement sweeps (:class:`OBCOptions`,
+  :class:`GPTQOptions`, :class:`GPTQRefineOptions`); :mod:`mis.quant.bn` — batch-norm
   re-estimation; :mod:`mis.quant.capture` — layer Hessians.
 
 Methods register on import, each with its options dataclass and display label: ``rtn``,
-``adaround``, ``brecq``, ``obc`` and ``gptq`` below. This package never imports
-:mod:`mis.train`.
+``adaround``, ``brecq``, ``obc``, ``gptq`` and ``gptq-refine`` (our extension) below. This
+package never imports :mod:`mis.train`.
 """
 
 from mis.quant.adaround import AdaRoundConfig
@@ -58,7 +59,7 @@ from mis.quant.aubinais import (
 from mis.quant.bn import bn_tune
 from mis.quant.brecq import BRECQConfig
 from mis.quant.calibration import Calibration, check_members, select_calibration
-from mis.quant.gptq import GPTQOptions
+from mis.quant.gptq import GPTQOptions, GPTQRefineOptions
 from mis.quant.grids import (
     AffineGrid,
     bits_to_levels,
@@ -84,6 +85,7 @@ __all__ = [
     "BRECQConfig",
     "Calibration",
     "GPTQOptions",
+    "GPTQRefineOptions",
     "LayerReport",
     "LayerSpec",
     "LayerwiseOptions",

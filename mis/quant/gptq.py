@@ -1,4 +1,5 @@
-"""GPTQ — the fast blocked-Cholesky OBS quantizer (Frantar et al. 2023), ``"gptq"``.
+"""GPTQ — the fast blocked-Cholesky OBS quantizer (Frantar et al. 2023), ``"gptq"``, and our
+refinement sweeps after it, ``"gptq-refine"``.
 
 GPTQ quantizes the columns of a layer ``W`` (shape ``(C, K)``) in one fixed order for
 all rows at once, instead of OBC's greedy per-row order. With a fixed order the OBS
@@ -11,23 +12,44 @@ rows are exactly the rows of the upper Cholesky factor ``R`` of ``H⁻¹``
 "Lazy batch updates" (§3, Step 2): the update is applied inside a block of
 ``block_size`` columns (128) immediately and to the columns after the block at once,
 ``W_{:, i2:} −= E R_{i1:i2, i2:}`` — the same arithmetic, regrouped as a GEMM.
-``act_order=True`` processes columns by decreasing ``diag H`` (the reference's
-``--act-order``). It is the default of the ``"gptq"`` method here (the reference's
-default is off): on the digits CNN at 2 and 1.58 bits it was clearly more accurate
-(``experiments/ptq_digits_obc_gptq.py``); :func:`gptq_quantize` keeps ``False``.
 
-Refinement sweeps (*our extension*, not in the GPTQ paper; ``refine_sweeps``)
----------------------------------------------------------------------------
+The ``"gptq"`` method is the reference algorithm
+------------------------------------------------
+Checked line by line against the reference implementation (IST-DASLab/gptq, ``gptq.py``
+``GPTQ.fasterquant`` and ``quant.py`` ``Quantizer``; the ``opt.py`` driver):
+
+* columns in their natural order (the reference's default; ``act_order=True`` is its
+  ``--act-order`` heuristic, decreasing ``diag H``, off by default as there);
+* the per-channel grid is fixed once from the *original* weight, before dead columns are
+  zeroed and before any update (the reference calls ``find_params(W)`` first);
+* dead columns (``H_jj = 0``) get ``H_jj = 1`` and weight 0; relative damping
+  ``H + percdamp·mean(diag H)·I``, ``percdamp = 0.01``; Cholesky of ``H``, then of
+  ``H⁻¹`` (upper); blocks of 128 columns with lazy updates;
+* layers one after another, each Hessian captured in the network whose earlier layers are
+  already quantized (``sequential=True``, the reference's sequential driver);
+* no refinement of any kind.
+
+Where it differs, on purpose: ``H`` is accumulated and factorised in float64 (the reference
+accumulates in float32; ``dtype="float32"`` runs the solver in float32), a Hessian that is
+not positive definite after damping raises a :class:`~mis.exceptions.MisValueError` (the
+reference fails inside ``torch.linalg.cholesky``), and the grid is the
+:class:`~mis.quant.api.QuantConfig`'s — the same for every method of an audit (per-channel
+asymmetric with the L2.4 range search by default; the reference's default is the min/max
+range including 0, ``range_method="minmax"``, ``include_zero=True``). 1-bit layers use
+``α_c·sign(W)`` with ``α_c = mean|W_c|`` from the original weight (Zhang et al.'s 1-bit
+quantizer; the reference has no 1-bit grid). The test
+``tests/test_quant_gptq.py::test_gptq_equals_fixed_order_obs`` checks the result against a
+plain one-column-at-a-time OBS loop in the same order.
+
+The ``"gptq-refine"`` method: refinement sweeps (*our extension*, not in the GPTQ paper)
+------------------------------------------------------------------------------------------
 GPTQ fixes each column once, in one order shared by all rows, and the last columns have
 no free weights left to absorb their rounding errors. On a 256 × 2304 conv layer with
 correlated inputs its error ``‖WX − ŴX‖²`` is about 1.2× OBC's at 4 bits (1.3–1.4× at 2
 and 1.58 bits, ``benchmarks/bench_obc.py``); neither the column order (natural,
 act-order, reversed, random and cost-based orders are all within a few per cent) nor
-the grid closes that gap (the implementation matches the reference: damping, dead
-columns, act-order permutation, grid fixed per row before the sweep, Cholesky of
-``H⁻¹``; a wider grid does not help, and a per-row range searched for GPTQ's own error
-lowers OBC's error as much as GPTQ's). What does is revisiting the columns
-once all of them are fixed. A sweep is block coordinate descent on the damped loss
+the grid closes that gap. What does is revisiting the columns once all of them are fixed.
+A sweep is block coordinate descent on the damped loss
 ``f(Q) = Σ_c (q_c − w_c) H (q_c − w_c)ᵀ``: the columns, in the layer's own order (so a
 block holds neighbouring taps of a few input channels, the most strongly coupled
 weights), are cut into blocks ``B`` of ``refine_block`` columns — the borders start at
@@ -52,26 +74,27 @@ coordinate descent on the layer loss (CDQuant, Nair & Suggala 2024, greedy updat
 one weight or a small group at a time, started from GPTQ); re-quantizing blocks with
 GPTQ itself in two orders is our variant.
 
-On the digits CNN (``experiments/ptq_digits_obc_gptq.py``, 3 seeds) the sweeps make the
-``"gptq"`` method at least as accurate as RTN on every seed at 2 and 1.58 bits. At
+On the digits CNN (``experiments/ptq_digits_obc_gptq.py``, 3 seeds) the sweeps make
+``"gptq-refine"`` at least as accurate as RTN on every seed at 2 and 1.58 bits. At
 1 bit (``α_c·sign``) they lower every layer's output error too, but the relative errors
 are then 0.5–0.8 of the outputs' energy, and the least-squares solution is a poor
 classifier: accuracy fell (3-seed mean 54 % → 36 %, RTN 71 %, OBC 66 %; all methods
-are erratic there), so the ``"gptq"`` method's default (``refine_sweeps=None``) runs 8
-sweeps on layers of 3 or more levels and none on 1-bit layers.
+are erratic there), so ``"gptq-refine"``'s default (``refine_sweeps=None``) runs 8
+sweeps on layers of 3 or more levels and none on 1-bit layers. ``"gptq-refine"`` also
+orders the columns by decreasing ``diag H`` (``act_order=True``), which was clearly more
+accurate than the natural order on the digits CNN at 2 and 1.58 bits.
 
 Same Hessian (:mod:`mis.quant.capture`, float64 accumulation), same dead-column
 handling and relative damping (``percdamp``, default 0.01, as in the reference), and the
 same grids as :mod:`mis.quant.obc` (per-channel affine from the layer's
-:class:`~mis.quant.api.LayerSpec`, computed once from the original weight; ``α_c·sign``
-with fixed ``α_c = mean|W_c|`` for 1 bit).
+:class:`~mis.quant.api.LayerSpec`; ``α_c·sign`` with fixed ``α_c = mean|W_c|`` for 1 bit).
 
 ``method_options`` of ``"gptq"`` (the fields of :class:`GPTQOptions`): ``percdamp``
-(0.01), ``block_size`` (128), ``act_order`` (True), ``refine_sweeps`` (None: 8, or 0 on
-1-bit layers), ``refine_block`` (32), ``dtype`` ("float64"), ``sequential`` (True: each
-layer's inputs come from the already-quantized layers before it, as in the reference),
-``batch_size``, ``device``, ``progress``, ``bn_tuning`` (False), ``bn_batches``,
+(0.01), ``block_size`` (128), ``act_order`` (False), ``dtype`` ("float64"), ``sequential``
+(True), ``batch_size``, ``device``, ``progress``, ``bn_tuning`` (False), ``bn_batches``,
 ``bn_batch_size``, ``bn_momentum`` (see :class:`~mis.quant.obc.LayerwiseOptions`).
+``"gptq-refine"`` (:class:`GPTQRefineOptions`) adds ``refine_sweeps`` (None: 8, or 0 on
+1-bit layers) and ``refine_block`` (32), and defaults to ``act_order=True``.
 
 References
 ----------
@@ -106,7 +129,7 @@ from mis.quant.obc import (
 
 DEFAULT_BLOCK_SIZE = 128
 DEFAULT_REFINE_BLOCK = 32
-# refinement sweeps of the "gptq" method (gptq_quantize itself defaults to 0: plain GPTQ)
+# refinement sweeps of the "gptq-refine" method (gptq_quantize defaults to 0: plain GPTQ)
 DEFAULT_METHOD_REFINE_SWEEPS = 8
 # a row takes a block's new values only if its loss drops by more than this fraction
 # (rounding noise must not count as progress)
@@ -253,14 +276,16 @@ def gptq_quantize(
     H : torch.Tensor, shape (K, K)
         ``2XXᵀ/N`` of the layer's inputs; not modified.
     grid : LayerSpec, AffineGrid or SignGrid
-        Per-channel target grid; a spec builds it from the dead-column-zeroed weight.
+        Per-channel target grid; a spec builds it from ``w`` as given (before the dead
+        columns are zeroed, as the reference's ``find_params(W)``).
     percdamp : float
         Relative damping ``λ`` (``H + λ·mean(diag H)·I``).
     block_size : int
         Columns per lazy-update block.
-    act_order : bool
-        Quantize columns in order of decreasing ``diag H``.
-    refine_sweeps : int
+    act_order : bool, default False
+        Quantize columns in order of decreasing ``diag H`` (the reference's
+        ``--act-order``); False: the natural order (the reference's default).
+    refine_sweeps : int, default 0
         Block-coordinate-descent sweeps after GPTQ (our extension, see the module
         docstring); 0 = plain GPTQ. They never increase the damped loss of any row.
     refine_block : int
@@ -282,9 +307,9 @@ def gptq_quantize(
         raise MisValueError(f"dtype must be torch.float64 or torch.float32; got {dtype!r}")
     dev = w.device
     W = as_channels(w.detach()).to(dtype)
+    if isinstance(grid, LayerSpec):  # from the original weight, as the reference
+        grid = layer_grid(grid, as_channels(w.detach()))
     Hd, W, dead = prepare_hessian(H.detach().to(dev, torch.float64), W, percdamp)
-    if isinstance(grid, LayerSpec):
-        grid = layer_grid(grid, W.to(w.dtype))
     perm = None
     if act_order:
         perm = torch.argsort(torch.diagonal(Hd), descending=True, stable=True)
@@ -336,7 +361,10 @@ def refine_quantized(
     H : torch.Tensor, shape (K, K)
         ``2XXᵀ/N``; damped and dead columns handled as in :func:`gptq_quantize`.
     grid : LayerSpec, AffineGrid or SignGrid
-        The grid of ``q`` (a spec builds it from the dead-column-zeroed ``w``).
+        The grid of ``q``. A spec builds the grid the solvers use: from the dead-column-zeroed
+        ``w`` (OBC, RTN of the zeroed weight) or, when ``q`` does not lie on that one, from
+        ``w`` as given (:func:`gptq_quantize`, which fixes the grid before zeroing dead
+        columns, as its reference does). Without dead columns the two are the same.
     percdamp, dtype
         As in :func:`gptq_quantize`.
     sweeps : int
@@ -362,9 +390,12 @@ def refine_quantized(
         raise MisValueError(f"dtype must be torch.float64 or torch.float32; got {dtype!r}")
     W = as_channels(w.detach()).to(dtype)
     Hd, W, dead = prepare_hessian(H.detach().to(w.device, torch.float64), W, percdamp)
-    if isinstance(grid, LayerSpec):
-        grid = layer_grid(grid, W.to(w.dtype))
     Q = q.detach().reshape(C, K).to(dtype)
+    if isinstance(grid, LayerSpec):
+        spec = grid
+        grid = layer_grid(spec, W.to(w.dtype))
+        if bool(dead.any()) and not bool(on_grid(grid, Q.to(q.dtype)).all()):
+            grid = layer_grid(spec, as_channels(w.detach()))  # gptq_quantize's grid
     if not bool(on_grid(grid, Q.to(q.dtype)).all()):
         raise MisValueError("q must lie on grid (every entry a level of its row's grid)")
     Q, _ = _refine_blocks(W, Q, Hd.to(dtype), dead, grid, sweeps, block)
@@ -373,7 +404,8 @@ def refine_quantized(
 
 @dataclass(frozen=True)
 class GPTQOptions(LayerwiseOptions):
-    """Settings of ``"gptq"``: :class:`~mis.quant.obc.LayerwiseOptions` plus
+    """Settings of ``"gptq"`` (the reference algorithm): :class:`~mis.quant.obc.LayerwiseOptions`
+    plus
 
     Attributes
     ----------
@@ -382,8 +414,30 @@ class GPTQOptions(LayerwiseOptions):
         quantized (the GPTQ reference).
     block_size : int, default 128
         Columns per lazy-update block.
+    act_order : bool, default False
+        Quantize columns by decreasing ``diag H`` (the reference's ``--act-order``); the
+        natural order by default, as in the reference.
+    """
+
+    sequential: bool = True
+    block_size: int = DEFAULT_BLOCK_SIZE
+    act_order: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        boolean(self.sequential, "sequential")
+        integer(self.block_size, "block_size", 1)
+        boolean(self.act_order, "act_order")
+
+
+@dataclass(frozen=True)
+class GPTQRefineOptions(GPTQOptions):
+    """Settings of ``"gptq-refine"`` (GPTQ + our refinement sweeps): :class:`GPTQOptions` plus
+
+    Attributes
+    ----------
     act_order : bool, default True
-        Quantize columns by decreasing ``diag H``.
+        As in :class:`GPTQOptions`, but on by default.
     refine_sweeps : int or None, default None
         Refinement sweeps after GPTQ (our extension); None = 8 on layers of 3 or more
         levels and none on 1-bit layers.
@@ -391,17 +445,12 @@ class GPTQOptions(LayerwiseOptions):
         Columns per refinement block.
     """
 
-    sequential: bool = True
-    block_size: int = DEFAULT_BLOCK_SIZE
     act_order: bool = True
     refine_sweeps: int | None = None
     refine_block: int = DEFAULT_REFINE_BLOCK
 
     def __post_init__(self):
         super().__post_init__()
-        boolean(self.sequential, "sequential")
-        integer(self.block_size, "block_size", 1)
-        boolean(self.act_order, "act_order")
         if self.refine_sweeps is not None:
             integer(self.refine_sweeps, "refine_sweeps", 0)
         integer(self.refine_block, "refine_block", 1)
@@ -413,11 +462,36 @@ class GPTQOptions(LayerwiseOptions):
     label="GPTQ",
     needs_calibration=True,
     description="GPTQ: blocked-Cholesky OBS quantization with lazy batch updates "
-    "(Frantar et al. 2023) plus block-coordinate-descent refinement sweeps (ours); "
-    "options act_order, refine_sweeps, bn_tuning",
+    "(Frantar et al. 2023), as the reference implementation; options act_order, bn_tuning",
 )
 def gptq(model: nn.Module, plan: QuantPlan, calib: Calibration) -> nn.Module:
     """The ``"gptq"`` method; settings: ``plan.config.method_options``, a :class:`GPTQOptions`."""
+    opts = plan.config.method_options
+
+    def solve(w, H, spec):
+        return gptq_quantize(
+            w,
+            H,
+            spec,
+            percdamp=opts.percdamp,
+            block_size=opts.block_size,
+            act_order=opts.act_order,
+            dtype=opts.torch_dtype,
+        )
+
+    return run_layerwise(model, plan, calib, solve, opts, "gptq")
+
+
+@register_method(
+    "gptq-refine",
+    options=GPTQRefineOptions,
+    label="GPTQ-refine",
+    needs_calibration=True,
+    description="GPTQ (act-order) followed by block-coordinate-descent refinement sweeps "
+    "(our extension, not in the GPTQ paper); options refine_sweeps, refine_block, bn_tuning",
+)
+def gptq_refine(model: nn.Module, plan: QuantPlan, calib: Calibration) -> nn.Module:
+    """The ``"gptq-refine"`` method (our extension); settings: a :class:`GPTQRefineOptions`."""
     opts = plan.config.method_options
 
     def solve(w, H, spec):
@@ -437,4 +511,4 @@ def gptq(model: nn.Module, plan: QuantPlan, calib: Calibration) -> nn.Module:
             dtype=opts.torch_dtype,
         )
 
-    return run_layerwise(model, plan, calib, solve, opts, "gptq")
+    return run_layerwise(model, plan, calib, solve, opts, "gptq-refine")

@@ -8,7 +8,8 @@ never import this package::
 
 Submodules
 ----------
-data        synthetic Gaussian mixture, digits, CIFAR-10/100, TinyImageNet, npz; augmentations
+data        synthetic Gaussian mixture, digits, (Fashion-)MNIST, CIFAR-10/100, TinyImageNet,
+            npz; augmentations
 models      Aubinais' quadratic single layer, MLP, digits CNN, CIFAR ResNet-18/50, DenseNet-121
 masks       ``keep_masks`` (LiRA recipe: every example IN for exactly pkeep·n_models models)
 config      ``TrainConfig`` and what both trainers derive from it: seeds, batch plans, devices
@@ -31,9 +32,12 @@ from mis.train.data import (
     load_cifar10,
     load_cifar100,
     load_digits,
+    load_fashion_mnist,
+    load_mnist,
     load_npz,
     load_tinyimagenet,
     random_flip_crop,
+    read_idx,
     restricted_load,
     shift,
 )
@@ -93,9 +97,12 @@ __all__ = [
     "load_cifar10",
     "load_cifar100",
     "load_digits",
+    "load_fashion_mnist",
+    "load_mnist",
     "load_npz",
     "load_tinyimagenet",
     "random_flip_crop",
+    "read_idx",
     "resnet18",
     "resnet50",
     "restricted_load",

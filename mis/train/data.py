@@ -11,6 +11,9 @@
 * :func:`load_tinyimagenet` — the official directory layout, decoded with Pillow (installed as a
   dependency of matplotlib).
 * :func:`load_npz` — any ``(x, y)`` pair saved with :func:`numpy.savez`.
+* :func:`load_fashion_mnist`, :func:`load_mnist` — the four IDX files of an MNIST-format
+  release (raw or gzipped, :func:`read_idx`); Fashion-MNIST defaults to where Debian's
+  package ``dataset-fashion-mnist`` installs it.
 
 Augmentations are pure tensor operations on NCHW batches (no torchvision): :func:`hflip`,
 :func:`shift` (the LiRA inference queries, :func:`augmentation_queries`) and
@@ -26,10 +29,12 @@ import codecs
 import contextlib
 import dataclasses
 import functools
+import gzip
 import io
 import math
 import os
 import pickle
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
@@ -53,9 +58,12 @@ __all__ = [
     "load_cifar10",
     "load_cifar100",
     "load_digits",
+    "load_fashion_mnist",
+    "load_mnist",
     "load_npz",
     "load_tinyimagenet",
     "random_flip_crop",
+    "read_idx",
     "restricted_load",
     "shift",
 ]
@@ -625,6 +633,208 @@ def load_npz(path, *, n_classes: int | None = None) -> Dataset:
         y_test=None if yt is None else np.asarray(yt, dtype=np.int64),
         name=path.stem,
     )
+
+
+# ------------------------------------------------------------------------------------------
+# IDX files: MNIST and Fashion-MNIST
+# ------------------------------------------------------------------------------------------
+#: IDX type codes (third byte of the magic number) → big-endian numpy dtype.
+IDX_DTYPES = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+#: The four files of an MNIST-format release, in the order train images, train labels,
+#: test images, test labels (each raw or gzipped, ``.gz``).
+IDX_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+#: Where Debian's package ``dataset-fashion-mnist`` installs the files.
+FASHION_MNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
+# Pixel mean / std of the training images (scaled to [0, 1]), the usual published constants.
+MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
+FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def read_idx(path, *, dtype=None, ndim: int | None = None) -> np.ndarray:
+    """Read one IDX file (the MNIST format), raw or gzipped.
+
+    Layout (LeCun et al.'s MNIST page): a 4-byte magic number — two zero bytes, a type code
+    (``0x08`` uint8, ``0x09`` int8, ``0x0B`` int16, ``0x0C`` int32, ``0x0D`` float32, ``0x0E``
+    float64) and the number of dimensions — then one big-endian uint32 per dimension, then the
+    values, big-endian, in C order. A gzipped file is recognised by its first two bytes, not by
+    its name.
+
+    Parameters
+    ----------
+    path : path-like
+    dtype : numpy dtype, optional
+        The element type the file must hold (e.g. ``np.uint8``); checked, not converted.
+    ndim : int, optional
+        The number of dimensions the file must have.
+
+    Returns
+    -------
+    ndarray
+        Shape as declared in the header, native byte order.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    MisValueError
+        A wrong magic number, type code, dimension count or element type, or a file
+        shorter or longer than its header declares (truncated download); the message
+        names the file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"IDX file {p} not found")
+    raw = p.read_bytes()
+    if raw[:2] == _GZIP_MAGIC:
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise MisValueError(f"{p}: gzip stream is corrupt or truncated ({exc})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise MisValueError(
+            f"{p} is not an IDX file: its magic number must start with two zero bytes; "
+            f"got {raw[:4].hex() or 'an empty file'}"
+        )
+    code, nd = raw[2], raw[3]
+    if code not in IDX_DTYPES:
+        raise MisValueError(
+            f"{p}: unknown IDX type code 0x{code:02x} (expected one of "
+            f"{', '.join(f'0x{c:02x}' for c in IDX_DTYPES)})"
+        )
+    if nd < 1:
+        raise MisValueError(f"{p}: an IDX file must have at least one dimension; got {nd}")
+    header = 4 + 4 * nd
+    if len(raw) < header:
+        raise MisValueError(f"{p} is truncated: {len(raw)} bytes, shorter than its header")
+    shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=nd, offset=4))
+    dt = IDX_DTYPES[code]
+    expected = header + int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+    if len(raw) != expected:
+        what = "truncated" if len(raw) < expected else "longer than its header declares"
+        raise MisValueError(
+            f"{p} is {what}: the header declares shape {shape} of {dt.name} "
+            f"({expected} bytes with the header); the file has {len(raw)} bytes"
+        )
+    if ndim is not None and nd != ndim:
+        raise MisValueError(f"{p}: expected {ndim} dimension(s); the file has shape {shape}")
+    if dtype is not None and dt.newbyteorder("=") != np.dtype(dtype):
+        raise MisValueError(f"{p}: expected {np.dtype(dtype).name} values; got {dt.name}")
+    arr = np.frombuffer(raw, dt, offset=header).reshape(shape)
+    return arr.astype(dt.newbyteorder("="))  # native order, writable copy
+
+
+def _idx_file(root: Path, stem: str) -> Path | None:
+    for name in (stem, f"{stem}.gz"):
+        if (root / name).is_file():
+            return root / name
+    return None
+
+
+def _load_idx_set(root, name: str, hint: str, mean, std, n_classes: int = 10) -> Dataset:
+    """The four IDX files of an MNIST-format release under ``root`` as a :class:`Dataset`."""
+    root = Path(root).expanduser()
+    files = [_idx_file(root, stem) for stem in IDX_FILES]
+    if any(f is None for f in files):
+        missing = [s + "[.gz]" for s, f in zip(IDX_FILES, files, strict=True) if f is None]
+        raise FileNotFoundError(
+            f"{name} not found under {root}: missing {', '.join(missing)}. {hint}"
+        )
+    xs, ys = [], []
+    for img, lab in ((files[0], files[1]), (files[2], files[3])):
+        x = read_idx(img, dtype=np.uint8, ndim=3)
+        y = read_idx(lab, dtype=np.uint8, ndim=1)
+        if x.shape[0] != y.shape[0]:
+            raise MisValueError(
+                f"{img} holds {x.shape[0]} images but {lab} holds {y.shape[0]} labels"
+            )
+        if y.size and int(y.max()) >= n_classes:
+            raise MisValueError(f"{lab}: labels must lie in 0..{n_classes - 1}; got {int(y.max())}")
+        xs.append(np.ascontiguousarray(x[:, None]))
+        ys.append(y.astype(np.int64))
+    if xs[0].shape[1:] != xs[1].shape[1:]:
+        raise MisValueError(
+            f"{files[0]} and {files[2]} hold images of different sizes: "
+            f"{xs[0].shape[2:]} and {xs[1].shape[2:]}"
+        )
+    return Dataset(
+        x=xs[0], y=ys[0], n_classes=n_classes, x_test=xs[1], y_test=ys[1],
+        mean=mean, std=std, name=name.lower().replace("-", "_"),
+    )  # fmt: skip
+
+
+def load_fashion_mnist(root=None) -> Dataset:
+    """Fashion-MNIST (Xiao et al. 2017) from its four IDX files, raw or gzipped.
+
+    Parameters
+    ----------
+    root : path, optional
+        The directory holding ``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]``,
+        ``t10k-images-idx3-ubyte[.gz]`` and ``t10k-labels-idx1-ubyte[.gz]``; default
+        ``/usr/share/datasets/fashion-mnist``, where Debian's package ``dataset-fashion-mnist``
+        puts them (no download at run time).
+
+    Returns
+    -------
+    Dataset
+        ``x`` (60000, 1, 28, 28) uint8, ``y`` int64 in 0..9, ``x_test``/``y_test`` (10000
+        images), 10 classes, mean 0.2860 and std 0.3530 (of the training pixels in [0, 1]).
+
+    Raises
+    ------
+    FileNotFoundError
+        A file is missing: the message says which and what to install.
+    MisValueError
+        A file is not a valid IDX file of the expected type (see :func:`read_idx`).
+
+    References
+    ----------
+    H. Xiao, K. Rasul, R. Vollgraf. Fashion-MNIST: a novel image dataset for benchmarking
+    machine learning algorithms. arXiv:1708.07747, 2017.
+    """
+    hint = (
+        "Install Debian's package dataset-fashion-mnist (apt-get install dataset-fashion-mnist), "
+        f"which puts the four files under {FASHION_MNIST_ROOT}, or pass the directory that "
+        "holds them as root."
+    )
+    return _load_idx_set(
+        FASHION_MNIST_ROOT if root is None else root,
+        "Fashion-MNIST",
+        hint,
+        FASHION_MNIST_MEAN,
+        FASHION_MNIST_STD,
+    )
+
+
+def load_mnist(root) -> Dataset:
+    """MNIST (LeCun et al. 1998) from its four IDX files, raw or gzipped.
+
+    Parameters
+    ----------
+    root : path
+        The directory holding ``train-images-idx3-ubyte[.gz]`` and the three other files
+        (the names of the original release).
+
+    Returns
+    -------
+    Dataset
+        ``x`` (60000, 1, 28, 28) uint8, ``y`` int64, ``x_test``/``y_test`` (10000 images),
+        10 classes, mean 0.1307 and std 0.3081.
+    """
+    hint = "Download the four files of the original release and pass their directory as root."
+    return _load_idx_set(root, "MNIST", hint, MNIST_MEAN, MNIST_STD)
 
 
 # ------------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@
 * :mod:`.models` — architecture, trainer choice, packed weights;
 * :mod:`.jobs` — the resumable training and quantization jobs;
 * :mod:`.scoring` — the attacks on every target and variant;
-* :mod:`.analysis` — metrics, intervals, paired tests with Holm's correction;
+* :mod:`.analysis` — metrics, intervals, paired tests with Holm's correction, and
+  :func:`~mis.studies.audit.analysis.verdict` (which quantizer to ship);
 * :mod:`.pipeline` — :func:`run_audit`, the stages end to end;
 * :mod:`.report` — ``report.md``, CSV tables and figures; :func:`summary_markdown`.
 """

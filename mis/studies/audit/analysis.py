@@ -51,7 +51,7 @@ from mis.studies.audit.config import ATTACK_LABELS, Config, Variant, bits_label
 from mis.studies.audit.jobs import quant_name
 from mis.studies.audit.seeds import BAND, BOOT, TESTS
 
-__all__ = ["analyse"]
+__all__ = ["analyse", "pareto_front", "verdict"]
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +159,13 @@ def analyse(cfg: Config, store, out, keep, fp, data, progress=None) -> dict:
                 )
             )
         acc[v.key] = (preds == y_test[None, :]).mean(axis=1)
+    # wall time of the quantization itself per variant, summed over targets (jobs of older
+    # runs did not record it)
+    qsec: dict[str, float] = {}
+    for v in variants:
+        files = [f"{quant_name(v.key, t)}/seconds" for t in targets]
+        if not v.is_fp and all(store.has(f) for f in files):
+            qsec[v.key] = float(sum(store.load(f)[0] for f in files))
     accuracy = {}
     for v in variants:
         a = acc[v.key]
@@ -250,4 +257,181 @@ def analyse(cfg: Config, store, out, keep, fp, data, progress=None) -> dict:
             "per-target tests over (variant, target) pairs",
         },
         "warnings": notes,
+        "quantize_seconds": qsec,
+    }
+
+
+# ------------------------------------------------------------------------------------------
+# the verdict: which quantizer to ship
+# ------------------------------------------------------------------------------------------
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
+    """Keys of the points not dominated in (accuracy ↑, leak ↓).
+
+    ``points[key] = (accuracy, leak)``; a point is dominated when another is at least as
+    accurate and leaks at most as much, and strictly better in one of the two. Points with
+    a non-finite coordinate are left out. Returned in decreasing accuracy.
+    """
+    ok = {k: (a, t) for k, (a, t) in points.items() if _finite(a) and _finite(t)}
+    front = [
+        k
+        for k, (a, t) in ok.items()
+        if not any(
+            (a2 >= a and t2 <= t) and (a2 > a or t2 < t) for k2, (a2, t2) in ok.items() if k2 != k
+        )
+    ]
+    return sorted(front, key=lambda k: (-ok[k][0], ok[k][1]))
+
+
+def verdict(results: dict, attack: str | None = None, max_accuracy_drop: float | None = None):
+    """Which quantizer to ship: the verdict that opens ``report.md``, from ``results``.
+
+    The leak is the pooled TPR at the lowest configured FPR (``α``, e.g. 0.1 %) of
+    ``attack`` (default: the configuration's ``report.attack``, else LiRA online). Rules:
+
+    * **leak** — the full-precision leak is *present* when the lower end of its 95 % CI
+      exceeds ``α`` (a TPR of ``α`` is chance: the attack's ROC on the diagonal), else
+      *none*: then nothing is recommended on privacy grounds, whatever the quantized
+      variants show (a "reduction" of a leak that is not there is noise).
+    * For every quantized variant: the accuracy cost (mean paired drop over targets, with its
+      Student-t interval), its TPR and the paired difference Δ = quantized − full precision
+      with its CI and Holm-adjusted p-value (:func:`analyse`); *lower* when Holm rejects and
+      Δ < 0, *higher* when Holm rejects and Δ > 0, else *n.s.*
+    * **Pareto front** over all variants (full precision included) in (mean accuracy ↑,
+      TPR ↓), on the point estimates (:func:`pareto_front`).
+    * **recommendation** — among the variants *within the accuracy budget* — the upper end
+      of the 95 % interval of their accuracy drop (the mean drop when the interval is
+      undefined, e.g. one target) at most ``max_accuracy_drop`` (default:
+      ``report.max_accuracy_drop``), so that the cost is within budget with confidence, not
+      only on average — those with a significantly *lower* leak; of these the one with the
+      lowest TPR (ties: smaller accuracy drop, then fewer bits per parameter). Status
+      ``"reduction"``; else ``"no_reduction"`` (with the cheapest significant reduction beyond
+      the budget, if any); ``"no_leak"`` when the leak is *none*. ``borderline``: variants
+      with a significantly lower leak than the recommended one's TPR whose mean drop is
+      within the budget but whose interval reaches past it.
+
+    Returns
+    -------
+    dict
+        ``status``, ``attack``, ``metric``, ``fpr``, ``fp`` (TPR estimate / low / high, AUC,
+        ``ratio_to_chance``), ``leak`` ("present" / "none"), ``rows`` (one per quantized
+        variant), ``pareto`` (keys), ``recommended`` (key or None), ``borderline`` (keys),
+        ``best_beyond_budget`` (key or None), ``max_accuracy_drop``, ``resolution`` (numbers
+        for "what this data can and cannot show": pooled non-members, smallest resolvable
+        FPR, median half-width of the Δ intervals).
+    """
+    cfg = results.get("config", {})
+    rep = cfg.get("report", {})
+    attacks = results["attacks"]
+    if attack is None:
+        attack = rep.get("attack") or ("lira_online" if "lira_online" in attacks else attacks[0])
+    if max_accuracy_drop is None:
+        max_accuracy_drop = rep.get("max_accuracy_drop", 0.01)
+    metric = results["metric_names"][0]
+    fpr = float(results["fprs"][0])
+    variants = results["variants"]
+    fp_key = next(v["key"] for v in variants if v["method"] is None)
+    fpd = results["privacy"][fp_key][attack]["pooled"]
+    fp_tpr = fpd[metric]
+    leak = "present" if _finite(fp_tpr.get("low")) and fp_tpr["low"] > fpr else "none"
+    rows = []
+    for v in variants:
+        if v["method"] is None:
+            continue
+        k = v["key"]
+        acc = results["accuracy"][k]
+        p = results["privacy"][k][attack]
+        d = p["vs_fp"]["pooled"][metric]
+        reject = bool(d.get("reject")) and _finite(d.get("estimate"))
+        sig = "n.s." if not reject else ("lower" if d["estimate"] < 0 else "higher")
+        drop = acc["drop"]
+        rows.append(
+            {
+                "key": k,
+                "label": v["label"],
+                "method": v["method"],
+                "bits_label": v.get("bits_label"),
+                "last_layer_bits": v.get("last_layer_bits"),
+                "bits_per_parameter": v.get("bits_per_parameter"),
+                "accuracy": acc["mean"],
+                "drop": drop["mean"],
+                "drop_low": drop["low"],
+                "drop_high": drop["high"],
+                "drop_significant": _finite(drop["low"]) and (drop["low"] > 0 or drop["high"] < 0),
+                "tpr": p["pooled"][metric]["estimate"],
+                "tpr_low": p["pooled"][metric]["low"],
+                "tpr_high": p["pooled"][metric]["high"],
+                "delta": d["estimate"],
+                "delta_low": d["low"],
+                "delta_high": d["high"],
+                "pvalue_holm": d.get("pvalue_holm"),
+                "significance": sig,
+            }
+        )
+    points = {fp_key: (results["accuracy"][fp_key]["mean"], fp_tpr["estimate"])}
+    points.update({r["key"]: (r["accuracy"], r["tpr"]) for r in rows})
+    front = pareto_front(points)
+    for r in rows:
+        r["pareto"] = r["key"] in front
+
+    def rank(r):
+        bpp = r["bits_per_parameter"] if _finite(r["bits_per_parameter"]) else math.inf
+        return (r["tpr"], r["drop"], bpp)
+
+    def cost(r):  # the accuracy drop the budget is checked against
+        return r["drop_high"] if _finite(r["drop_high"]) else r["drop"]
+
+    lower = [r for r in rows if r["significance"] == "lower" and _finite(r["tpr"])]
+    within = [r for r in lower if _finite(cost(r)) and cost(r) <= max_accuracy_drop]
+    beyond = [r for r in lower if r not in within]
+    recommended = min(within, key=rank)["key"] if within and leak == "present" else None
+    best_tpr = min(within, key=rank)["tpr"] if within else math.inf
+    borderline = [
+        r["key"]
+        for r in sorted(beyond, key=rank)
+        if leak == "present" and _finite(r["drop"]) and r["drop"] <= max_accuracy_drop
+        and r["tpr"] < best_tpr
+    ]  # fmt: skip
+    best_beyond = None
+    if beyond and leak == "present":  # the smallest accuracy cost of a significant reduction
+        best_beyond = min(beyond, key=lambda r: (r["drop"], r["tpr"]))["key"]
+    status = "no_leak" if leak == "none" else ("reduction" if recommended else "no_reduction")
+    keep_t = results.get("data", {}).get("members_per_target", [])
+    n_pool = results.get("data", {}).get("n_pool", 0)
+    n_neg = sum(n_pool - m for m in keep_t)
+    half = [
+        (r["delta_high"] - r["delta_low"]) / 2
+        for r in rows
+        if _finite(r["delta_high"]) and _finite(r["delta_low"])
+    ]
+    return {
+        "status": status,
+        "attack": attack,
+        "attack_label": results.get("attack_labels", {}).get(attack, attack),
+        "metric": metric,
+        "fpr": fpr,
+        "fp": {
+            "estimate": fp_tpr["estimate"],
+            "low": fp_tpr["low"],
+            "high": fp_tpr["high"],
+            "auc": fpd.get("auc", {}).get("estimate"),
+            "ratio_to_chance": fp_tpr["estimate"] / fpr if _finite(fp_tpr["estimate"]) else None,
+            "accuracy": results["accuracy"][fp_key]["mean"],
+        },
+        "leak": leak,
+        "rows": rows,
+        "pareto": front,
+        "recommended": recommended,
+        "borderline": borderline,
+        "best_beyond_budget": best_beyond,
+        "max_accuracy_drop": max_accuracy_drop,
+        "resolution": {
+            "n_targets": len(keep_t),
+            "n_nonmembers_pooled": int(n_neg),
+            "smallest_fpr": 1.0 / n_neg if n_neg else None,
+            "median_delta_halfwidth": float(np.median(half)) if half else None,
+        },
     }

@@ -21,10 +21,12 @@ Sections and keys (defaults in parentheses)
     full-precision logits ``(n_models, n_examples, n_aug, n_classes)`` in the run store
     (the attacks need only the compact per-example arrays).
 ``[data]``
-    ``name`` ("cifar10") — ``digits``, ``cifar10``, ``cifar100``, ``tinyimagenet``, ``npz``
-    or ``synthetic``; ``root`` ("") — data directory (CIFAR, TinyImageNet), relative to the
-    working directory; ``path`` ("") — the ``.npz`` file; ``n_examples`` (0 = all) — size of
-    the audit pool (the training split, from which every model draws its members);
+    ``name`` ("cifar10") — ``digits``, ``fashion_mnist``, ``mnist``, ``cifar10``,
+    ``cifar100``, ``tinyimagenet``, ``npz`` or ``synthetic``; ``root`` ("") — data directory
+    ((Fashion-)MNIST IDX files, CIFAR, TinyImageNet), relative to the working directory
+    (Fashion-MNIST: "" = ``/usr/share/datasets/fashion-mnist``, Debian's
+    ``dataset-fashion-mnist``); ``path`` ("") — the ``.npz`` file; ``n_examples`` (0 = all)
+    — size of the audit pool (the training split, from which every model draws its members);
     ``n_test`` (0 = all) — test examples for the accuracy; ``test_size`` (0) — examples split
     off the pool as the test set when the data set has no test split (digits, npz without
     one); ``synthetic_*`` — the class-prototype images of ``name = "synthetic"``:
@@ -45,7 +47,8 @@ Sections and keys (defaults in parentheses)
     this width (§IV-C); ``calibration_samples`` (1024) — drawn from the target's members only,
     the same set for every method (§IV-A); ``grid`` ({}) — :class:`~mis.quant.QuantConfig`
     grid options (``range_method``, ``include_zero``, ...); ``options`` ({}) —
-    ``options.<method>`` is that method's ``method_options``.
+    ``options.<method>`` is that method's ``method_options`` (the string ``"none"`` stands
+    for ``None``, which TOML cannot write: ``head_stem_bits = "none"`` for BRECQ).
 ``[attack]``
     ``attacks`` (["lira_online", "lira_offline", "rmia", "loss"]); ``n_aug`` (2) — queries
     (1, 2 or 18, :func:`~mis.train.augmentation_queries`); ``online_fixed_variance`` (false)
@@ -59,6 +62,12 @@ Sections and keys (defaults in parentheses)
     paired test; ``confidence_level`` (0.95); ``method`` ("percentile" or "bca");
     ``fpr_min`` (1e-5, log-AUC); ``alpha`` (0.05) — Holm family-wise level;
     ``band_resamples`` (200) — resamples of the ROC confidence bands; ``band_points`` (40).
+``[report]``
+    The verdict that opens ``report.md`` (:func:`mis.studies.audit.analysis.verdict`):
+    ``attack`` ("" = ``lira_online`` when configured, else the first attack) — the attack
+    whose TPR at the lowest FPR level ranks the quantizers; ``max_accuracy_drop`` (0.01) —
+    the accuracy budget: a quantizer is recommended only if its mean test-accuracy drop
+    against full precision is at most this (a fraction: 0.01 = one percentage point).
 """
 
 from __future__ import annotations
@@ -94,6 +103,7 @@ __all__ = [
     "MetricsSection",
     "ModelSection",
     "QuantSection",
+    "ReportSection",
     "StudySection",
     "TrainSection",
     "Variant",
@@ -110,9 +120,20 @@ ATTACK_LABELS = {
     "rmia": "RMIA",
     "loss": "loss threshold",
 }
-DATASETS = ("digits", "cifar10", "cifar100", "tinyimagenet", "npz", "synthetic")
+DATASETS = (
+    "digits",
+    "fashion_mnist",
+    "mnist",
+    "cifar10",
+    "cifar100",
+    "tinyimagenet",
+    "npz",
+    "synthetic",
+)
 PAPER_METHODS = ("rtn", "adaround", "brecq", "obc", "gptq")
 FP = "fp"
+#: In ``[quant.options.<method>]``, the string that stands for ``None`` (TOML has no null).
+NONE = "none"
 #: Keys of ``[quant.grid]``: the grid options of :class:`~mis.quant.QuantConfig`.
 GRID_KEYS = (
     "per_channel",
@@ -312,6 +333,9 @@ class QuantSection:
         for m, opts in options.items():
             if not isinstance(opts, dict):
                 raise MisValueError(f"quant.options.{m} must be a table; got {opts!r}")
+            # TOML has no null: the string "none" stands for None (e.g. BRECQ's
+            # head_stem_bits = "none" switches its 8-bit stem and head off)
+            options[m] = {k: (None if v == NONE else v) for k, v in opts.items()}
         object.__setattr__(self, "options", options)
 
 
@@ -361,6 +385,17 @@ class MetricsSection:
         integer(self.band_points, "metrics.band_points", 2)
 
 
+@dataclasses.dataclass(frozen=True)
+class ReportSection:
+    attack: str = ""
+    max_accuracy_drop: float = 0.01
+
+    def __post_init__(self):
+        if self.attack != "":
+            string(self.attack, "report.attack", ATTACKS)
+        real(self.max_accuracy_drop, "report.max_accuracy_drop", 0, 1)
+
+
 #: The tables of a configuration file and the section each one fills.
 SECTIONS = {
     "study": StudySection,
@@ -370,6 +405,7 @@ SECTIONS = {
     "quant": QuantSection,
     "attack": AttackSection,
     "metrics": MetricsSection,
+    "report": ReportSection,
 }
 
 
@@ -430,9 +466,23 @@ class Config:
     quant: QuantSection = dataclasses.field(default_factory=QuantSection)
     attack: AttackSection = dataclasses.field(default_factory=AttackSection)
     metrics: MetricsSection = dataclasses.field(default_factory=MetricsSection)
+    report: ReportSection = dataclasses.field(default_factory=ReportSection)
 
     def __post_init__(self):
+        if self.report.attack and self.report.attack not in self.attack.attacks:
+            raise MisValueError(
+                f"report.attack must be one of attack.attacks {list(self.attack.attacks)}; "
+                f"got {self.report.attack!r}"
+            )
         object.__setattr__(self, "_variants", tuple(self._build_variants()))
+
+    @property
+    def verdict_attack(self) -> str:
+        """The attack of the verdict: ``report.attack``, else LiRA online when configured,
+        else the first attack."""
+        if self.report.attack:
+            return self.report.attack
+        return "lira_online" if "lira_online" in self.attack.attacks else self.attack.attacks[0]
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], base: Config | None = None) -> Config:

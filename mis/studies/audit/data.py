@@ -19,6 +19,8 @@ from mis.train.masks import keep_masks
 __all__ = ["keep_matrix", "load_data"]
 
 _ROOT_LAYOUT = {
+    "mnist": "train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
+    "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz] (the original release)",
     "cifar10": "cifar-10-batches-py/{data_batch_1..5, test_batch} (the official python version)",
     "cifar100": "cifar-100-python/{train, test} (the official python version)",
     "tinyimagenet": "tiny-imagenet-200/{wnids.txt, train/<wnid>/images/*.JPEG, "
@@ -54,7 +56,17 @@ def _open_dataset(cfg: Config) -> D.Dataset:
         if not d.path:
             raise MisValueError("data.path must name the .npz file (data.name = 'npz')")
         return D.load_npz(d.path)
-    loader = {"cifar10": D.load_cifar10, "cifar100": D.load_cifar100}.get(d.name)
+    if d.name == "fashion_mnist":
+        try:
+            return D.load_fashion_mnist(Path(d.root).expanduser() if d.root else None)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(
+                f"{exc} (data.root = {d.root!r}: set data.root in the config or pass "
+                "--data-root DIR)"
+            ) from None
+    loader = {"mnist": D.load_mnist, "cifar10": D.load_cifar10, "cifar100": D.load_cifar100}.get(
+        d.name
+    )
     if d.name == "tinyimagenet":
         loader = functools.partial(D.load_tinyimagenet, cache=True)
     if not d.root:

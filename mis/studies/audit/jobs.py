@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -154,8 +155,8 @@ def quant_job(config: Mapping[str, Any], index: int, seed: int, scratch) -> dict
     the job adds the model's quantization seed. Calibration: ``quant.calibration_samples`` of
     the model's own training members, drawn with a seed that depends on the model only (the
     same set for every method and bit width). Returns ``signal``, ``prob``, ``loss``,
-    ``test_pred`` (as :func:`train_job`, without the model axis) and ``bits_per_parameter``
-    (1,).
+    ``test_pred`` (as :func:`train_job`, without the model axis), ``bits_per_parameter``
+    (1,) and ``seconds`` (1,), the wall time of the quantization itself.
     """
     cfg = _job_config(config)
     m = int(config["model"])
@@ -177,8 +178,11 @@ def quant_job(config: Mapping[str, Any], index: int, seed: int, scratch) -> dict
         )
         if device.type != "cpu":
             cal = cal.to(device)
+        t0 = time.perf_counter()
         qmodel = quantize_model(model, qconfig, cal)
+        seconds = time.perf_counter() - t0
         out, _ = _evaluate([qmodel], data, cfg, device)
     out = {k: arr[0] for k, arr in out.items()}
     out["bits_per_parameter"] = np.array([quantization_report(qmodel).bits_per_parameter])
+    out["seconds"] = np.array([seconds])  # wall time of quantize_model alone
     return out

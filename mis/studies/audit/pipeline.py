@@ -30,8 +30,11 @@ Pipeline (:func:`run_audit`; configuration in :mod:`mis.studies.audit.config`):
    (:func:`mis.metrics.compare_roc`) of each quantized variant against the same targets at full
    precision, pooled and per target, with Holm's correction over each family
    (:func:`mis.metrics.holm`).
-6. **Report** (:mod:`mis.studies.audit.report`): ``report.md``, ``results.json``, CSV tables and PNG
-   figures.
+6. **Verdict and report** (:func:`mis.studies.audit.analysis.verdict`,
+   :mod:`mis.studies.audit.report`): which quantizer to ship (the full-precision leak, each
+   quantizer's accuracy cost and change in leak with Holm-adjusted p-values, the Pareto
+   front), then ``report.md`` (opening with that verdict), ``results.json``, CSV tables and
+   PNG figures.
 
 Resuming. Stages 1–3 write their arrays atomically into the run store ``<out>/store``
 (:func:`mis.train.jobs.run_job`, a ``done`` marker per job); stage 4 stores the scores
@@ -70,7 +73,7 @@ from mis.studies._common import (
     run_stage,
     versions,
 )
-from mis.studies.audit.analysis import analyse
+from mis.studies.audit.analysis import analyse, verdict
 from mis.studies.audit.config import Config
 from mis.studies.audit.data import keep_matrix, load_data
 from mis.studies.audit.jobs import quant_job, quant_name, train_job, train_name
@@ -225,9 +228,20 @@ def run_audit(
     results = analyse(config, store, out, keep, fp, data, progress=progress)
     timing["analysis_s"] = time.perf_counter() - t0
     timing["total_s"] = time.perf_counter() - t_start
-    timing_log.record("analysis", timing["analysis_s"])
+    history = timing_log.record("analysis", timing["analysis_s"])
     log.info("[metrics] done in %.1f s", timing["analysis_s"])
+    invocations: dict[str, dict] = {}  # every invocation's finished stages, in order
+    for h in history:
+        inv = invocations.setdefault(h["invocation"], {"stages_s": {}, "jobs_run": 0})
+        inv["stages_s"][h["stage"]] = inv["stages_s"].get(h["stage"], 0.0) + h["seconds"]
+        inv["jobs_run"] += h["jobs_run"]
+    all_invocations = [{"invocation": k, **v} for k, v in invocations.items()]
     notes = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
+    qsec = results.pop("quantize_seconds", {})
+    by_method: dict[str, float] = {}
+    for v in quantized:
+        if v.key in qsec:
+            by_method[v.method] = by_method.get(v.method, 0.0) + qsec[v.key]
     results.update(
         {
             "schema": 1,
@@ -241,10 +255,21 @@ def run_audit(
                 "derivation": "SeedSequence([seed, purpose, *keys]); strings as CRC-32",
                 "purposes": dict(PURPOSES),
             },
-            "timing": {**timing, "jobs": jobs, "workers": getattr(executor, "max_workers", 1)},
+            "timing": {
+                **timing,
+                "jobs": jobs,
+                "workers": getattr(executor, "max_workers", 1),
+                "all_invocations": all_invocations,
+                # seconds inside quantize_model, summed over targets (all invocations)
+                "quantize_by_method": by_method,
+                "quantize_jobs_per_method": len(quant_models)
+                * len(quantized)
+                // max(1, len(config.quant.methods)),
+            },
         }
     )
     results["warnings"] = sorted(set(results.get("warnings", [])) | set(notes))
+    results["verdict"] = verdict(results)
     if not report:
         return results
     t0 = time.perf_counter()

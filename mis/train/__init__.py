@@ -67,6 +67,7 @@ from mis.train.models import (
     resnet50,
 )
 from mis.train.trainer import train_model
+from mis.train.rq_recorder import ModelQuantizer, RQRecorder, load_rq_runs
 from mis.train.trajectory import TrajectoryRecorder, weights_hash
 
 __all__ = [
@@ -81,6 +82,8 @@ __all__ = [
     "QuadraticLinear",
     "SerialExecutor",
     "TrainConfig",
+    "ModelQuantizer",
+    "RQRecorder",
     "TrajectoryRecorder",
     "augmentation_queries",
     "available_models",
@@ -113,5 +116,6 @@ __all__ = [
     "train_linear_ensemble",
     "train_model",
     "trajectory_job",
+    "load_rq_runs",
     "weights_hash",
 ]

@@ -183,7 +183,7 @@ def test_bad_use_is_refused():
     rec = RQRecorder(["sign"], xv, yv)
     with pytest.raises(MisValueError, match="nothing recorded"):
         rec.rq()
-    with pytest.raises(MisValueError, match="nn.Module or a mis.train.Ensemble"):
+    with pytest.raises(MisValueError, match=r"nn\.Module or a mis\.train\.Ensemble"):
         rec.record({"weight": torch.zeros(2)})
     with pytest.raises(MisValueError, match="x_val"):
         RQRecorder(["sign"], xv[:2], yv[:2])
@@ -193,5 +193,5 @@ def test_bad_use_is_refused():
     with pytest.raises(MisValueError, match="runs"):
         rec.record(Ensemble.from_modules([_net(1), _net(2)]))
     bad = RQRecorder({"m": ModelQuantizer(lambda m: "not a model")}, xv, yv)
-    with pytest.raises(MisValueError, match="must return an nn.Module"):
+    with pytest.raises(MisValueError, match=r"must return an nn\.Module"):
         bad.record(_net())

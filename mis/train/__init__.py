@@ -66,8 +66,8 @@ from mis.train.models import (
     resnet18,
     resnet50,
 )
-from mis.train.trainer import train_model
 from mis.train.rq_recorder import ModelQuantizer, RQRecorder, load_rq_runs
+from mis.train.trainer import train_model
 from mis.train.trajectory import TrajectoryRecorder, weights_hash
 
 __all__ = [
@@ -78,12 +78,12 @@ __all__ = [
     "GaussianMixture",
     "JobSpec",
     "LinearEnsemble",
+    "ModelQuantizer",
     "ProcessExecutor",
     "QuadraticLinear",
+    "RQRecorder",
     "SerialExecutor",
     "TrainConfig",
-    "ModelQuantizer",
-    "RQRecorder",
     "TrajectoryRecorder",
     "augmentation_queries",
     "available_models",
@@ -103,6 +103,7 @@ __all__ = [
     "load_fashion_mnist",
     "load_mnist",
     "load_npz",
+    "load_rq_runs",
     "load_tinyimagenet",
     "random_flip_crop",
     "read_idx",
@@ -116,6 +117,5 @@ __all__ = [
     "train_linear_ensemble",
     "train_model",
     "trajectory_job",
-    "load_rq_runs",
     "weights_hash",
 ]

@@ -157,16 +157,15 @@ class RQRecorder:
             )
         self.names, fns = _resolve(quantizers)
         self._is_model = [_is_model_quantizer(q) for q in fns]
-        tensor_q = {n: q for n, q, m in zip(self.names, fns, self._is_model, strict=True) if not m}
-        self._model_q = [(n, q) for n, q, m in zip(self.names, fns, self._is_model, strict=True) if m]
-        self._tensor = (
-            TrajectoryRecorder(
-                tensor_q, x_val, y_val, params=params, batch_size=integer(batch_size, "batch_size", 1),
-                loss=loss,
+        pairs = list(zip(self.names, fns, self._is_model, strict=True))
+        tensor_q = {n: q for n, q, m in pairs if not m}
+        self._model_q = [(n, q) for n, q, m in pairs if m]
+        integer(batch_size, "batch_size", 1)
+        self._tensor = None
+        if tensor_q:
+            self._tensor = TrajectoryRecorder(
+                tensor_q, x_val, y_val, params=params, batch_size=batch_size, loss=loss
             )
-            if tensor_q
-            else None
-        )  # fmt: skip
         probe = self._tensor or TrajectoryRecorder({"id": lambda w: w}, x_val, y_val, loss=loss)
         self.x_val, self.y_val, self.loss = probe.x_val, probe.y_val, probe.loss
         self.batch_size = batch_size
@@ -184,7 +183,8 @@ class RQRecorder:
             ens = Ensemble.from_modules([model])
         else:
             raise MisValueError(
-                f"model must be a torch.nn.Module or a mis.train.Ensemble; got {type(model).__name__}"
+                "model must be a torch.nn.Module or a mis.train.Ensemble; got "
+                f"{type(model).__name__}"
             )
         k = len(ens)
         if self._k is not None and k != self._k:
@@ -207,13 +207,14 @@ class RQRecorder:
                 qm = q(copy.deepcopy(base)) if k == 1 else q(base)
                 if not isinstance(qm, nn.Module):
                     raise MisValueError(
-                        f"model quantizer {name!r} must return an nn.Module; got {type(qm).__name__}"
+                        f"model quantizer {name!r} must return an nn.Module; got "
+                        f"{type(qm).__name__}"
                     )
                 was_training = qm.training
                 qm.eval()
-                out = torch.cat(
-                    [qm(xb) for xb in torch.split(self.x_val, self.batch_size)], dim=0
-                )[None]
+                out = torch.cat([qm(xb) for xb in torch.split(self.x_val, self.batch_size)], dim=0)[
+                    None
+                ]
                 qm.train(was_training)
                 losses[r, j] = per_sample_loss(out, self.y_val, self.loss)[0].cpu().numpy()
                 state = qm.state_dict()
@@ -250,7 +251,8 @@ class RQRecorder:
         an ensemble of K runs. +inf when a quantizer produced one distinct point only."""
         a = self.arrays()
         r = rq_batch(a["val_losses"], a["qhash"], progress=False)  # (K, Q)
-        return {n: (float(r[0, j]) if r.shape[0] == 1 else r[:, j]) for j, n in enumerate(self.names)}
+        one = r.shape[0] == 1
+        return {n: float(r[0, j]) if one else r[:, j] for j, n in enumerate(self.names)}
 
     def save(self, store, run: int, **meta) -> list[str]:
         """Write this recorder's arrays as run ``run`` of ``store`` (``rq/run<run>/...``).
@@ -291,7 +293,9 @@ def load_rq_runs(store) -> tuple[np.ndarray, list[str]]:
         if names is None:
             names = q
         elif q != names:
-            raise MisValueError(f"run {run} recorded quantizers {q}; run {runs[0]} recorded {names}")
+            raise MisValueError(
+                f"run {run} recorded quantizers {q}; run {runs[0]} recorded {names}"
+            )
         vl = np.asarray(store.load(prefix + "val_losses"))[None]
         qh = np.asarray(store.load(prefix + "qhash"))[None]
         rows.append(rq_batch(vl, qh, progress=False)[0])

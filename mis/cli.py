@@ -44,7 +44,6 @@ import traceback
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from mis import __version__, metrics
@@ -54,12 +53,14 @@ from mis.exceptions import (
     OutputLockedError,
     StoreCorruptError,
 )
+from mis.io import read_column
 from mis.report import tables
+from mis.report.plots import plot_roc, save_figure
 from mis.studies import audit, molecular, synthetic
 from mis.studies._common import verify_output
 from mis.train.executors import EXECUTORS, make_executor
 
-__all__ = ["build_parser", "exit_status", "load_npy", "main", "paper_check_main"]
+__all__ = ["build_parser", "exit_status", "main", "paper_check_main"]
 
 log = logging.getLogger("mis")
 
@@ -344,67 +345,56 @@ def cmd_molecular(args) -> int:
     return 0
 
 
-def load_npy(path, name: str) -> np.ndarray:
-    """A ``.npy`` file given on the command line, memory-mapped; anything else is a one-line
-    ``MisValueError`` naming the argument (missing, a directory, empty, not a ``.npy``
-    file, truncated, pickled objects)."""
-    p = Path(path)
-    if not p.exists():
-        raise MisValueError(f"{name}: {p} does not exist")
-    if p.is_dir():
-        raise MisValueError(f"{name}: {p} is a directory, not a .npy file")
-    try:
-        with open(p, "rb") as f:
-            head = f.read(6)
-    except OSError as exc:
-        raise MisValueError(f"{name}: cannot read {p}: {exc.strerror or exc}") from None
-    if not head:
-        raise MisValueError(f"{name}: {p} is empty, not a .npy file")
-    if head != b"\x93NUMPY":
-        kind = " (a .npz archive: give one of its arrays as .npy)" if head[:2] == b"PK" else ""
-        raise MisValueError(
-            f"{name}: {p} is not a .npy file (it has no NumPy header){kind}; save the "
-            "array with numpy.save"
-        )
-    try:
-        arr = np.load(p, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
-        if "pickle" in str(exc).lower() or "object" in str(exc).lower():
-            raise MisValueError(
-                f"{name}: {p} holds Python objects (pickled data), which are never loaded; "
-                "save a numeric array"
-            ) from None
-        raise MisValueError(
-            f"{name}: {p} is not a readable .npy file (truncated?): {exc}"
-        ) from None
-    except (OSError, EOFError) as exc:
-        raise MisValueError(
-            f"{name}: {p} is not a readable .npy file (truncated?): {exc}"
-        ) from None
-    return arr
-
-
 def cmd_roc(args) -> int:
-    """``mis roc``: ROC metrics with bootstrap CIs of stored scores."""
-    scores = load_npy(args.scores, "scores")
-    labels = load_npy(args.labels, "labels")
-    # sorted copies, ranks and per-resample counts: about ten float64 arrays of the scores
-    check_memory(80 * scores.size, f"ROC metrics of {scores.size:,} scores")
-    res = metrics.bootstrap_roc(
-        scores,
-        labels,
+    """``mis roc``: ROC metrics with bootstrap CIs of stored scores; with ``--compare``, the
+    paired difference of two scorings of the same examples; with ``--plot``, the log-log ROC
+    with pointwise bootstrap bands."""
+    scores = read_column(args.scores, "scores")
+    labels = read_column(args.labels, "labels")
+    other = read_column(args.compare, "--compare") if args.compare else None
+    groups = read_column(args.groups, "--groups") if args.groups else None
+    for name, arr in (("--compare", other), ("--groups", groups)):
+        if arr is not None and arr.shape != scores.shape:
+            raise MisValueError(
+                f"{name} must have one value per score ({scores.size}); got {arr.size}"
+            )
+    # sorted copies, ranks and per-resample counts: about ten float64 arrays per scoring
+    check_memory(80 * scores.size * (2 if other is not None else 1), "ROC metrics")
+    common = dict(
         fprs=args.fprs,
         n_resamples=args.resamples,
         confidence_level=args.confidence,
         method=args.method,
+        groups=groups,
         rng=args.seed,
         compat=args.compat,
     )
+    named = {_label(args.scores): metrics.bootstrap_roc(scores, labels, **common)}
+    if other is not None:
+        named[_label(args.compare)] = metrics.bootstrap_roc(other, labels, **common)
+        comparison = metrics.compare_roc(other, scores, labels, **common)
+    if args.plot:
+        bands = {
+            label: metrics.roc_band(s, labels, groups=groups, rng=args.seed)
+            for label, s in zip(named, (scores, other), strict=False)
+        }
+        save_figure(plot_roc(bands), args.plot)
     if args.json:
-        print(tables.to_json(res.as_dict()))
-    else:
-        print(tables.roc_markdown({Path(args.scores).name: res}))
+        out = {label: r.as_dict() for label, r in named.items()}
+        if other is not None:
+            out["difference"] = comparison.as_dict()
+        print(tables.to_json(out if len(out) > 1 else out[_label(args.scores)]))
+        return 0
+    print(tables.roc_markdown(named))
+    if other is not None:
+        what = f"{_label(args.compare)} − {_label(args.scores)}"
+        print(tables.comparison_markdown({what: comparison}))
     return 0
+
+
+def _label(spec) -> str:
+    """A scoring's name in tables: the file name, with the column when one was chosen."""
+    return Path(str(spec)).name
 
 
 def cmd_verify(args) -> int:
@@ -519,9 +509,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verbosity(mol)
     mol.set_defaults(func=cmd_molecular)
 
-    roc = sub.add_parser("roc", help="ROC metrics with bootstrap CIs for .npy scores and labels")
-    roc.add_argument("scores", help=".npy file of membership scores (higher = member)")
-    roc.add_argument("labels", help=".npy file of 0/1 labels (1 = member)")
+    roc = sub.add_parser(
+        "roc",
+        help="ROC metrics with bootstrap CIs of stored scores; --compare for a paired test",
+        description="TPR at low FPR, AUC and log-AUC with bootstrap CIs of membership scores "
+        "you already have. Files are .npy, .csv or .txt; PATH:COLUMN picks a column (by name "
+        "from the header line, or by index). --compare gives the paired bootstrap difference "
+        "OTHER − SCORES on the same resampled examples, with its CI and p-value from the same "
+        "bootstrap distribution.",
+    )
+    roc.add_argument("scores", help="membership scores (higher = member): PATH or PATH:COLUMN")
+    roc.add_argument("labels", help="0/1 labels (1 = member): PATH or PATH:COLUMN")
+    roc.add_argument(
+        "--compare",
+        metavar="OTHER",
+        default=None,
+        help="a second scoring of the same examples (e.g. the quantized model): paired test",
+    )
+    roc.add_argument(
+        "--groups",
+        metavar="GROUPS",
+        default=None,
+        help="cluster ids (e.g. the target of each pooled score): a cluster bootstrap",
+    )
+    roc.add_argument("--plot", metavar="PNG", default=None, help="log-log ROC with CI bands")
     roc.add_argument(
         "--compat",
         choices=["carlini2022"],

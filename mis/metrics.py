@@ -36,6 +36,7 @@ from mis._validation import (
     as_generator,
     check_memory,
     choice,
+    integer,
     positive_int,
     probability,
     probability_in_open_unit,
@@ -47,6 +48,7 @@ from mis.exceptions import MisValueError, ResourceLimitError, UndefinedMetricWar
 __all__ = [
     "Difference",
     "Interval",
+    "RocBand",
     "RocBootstrap",
     "RocComparison",
     "bootstrap_roc",
@@ -55,6 +57,7 @@ __all__ = [
     "holm",
     "log_roc_auc",
     "roc_auc",
+    "roc_band",
     "roc_curve",
     "t_interval",
     "tpr_at_fpr",
@@ -973,3 +976,85 @@ def holm(pvalues, alpha: float) -> tuple[np.ndarray, np.ndarray]:
         adj[order] = a
         rej[order] = a <= alpha
     return adj, rej
+
+
+@dataclass(frozen=True)
+class RocBand:
+    """A ROC curve with a pointwise bootstrap band on a log-spaced FPR grid (:func:`roc_band`).
+
+    Attributes
+    ----------
+    fpr : ndarray, shape (n_points,)
+        The FPR grid, from just above the resolvable floor 1/n_non-members to 0.99.
+    tpr, low, high : ndarray, shape (n_points,)
+        TPR@FPR (largest TPR with FPR ≤ the grid value) and its percentile interval.
+    confidence_level : float
+    n_resamples : int
+    """
+
+    fpr: np.ndarray
+    tpr: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    confidence_level: float
+    n_resamples: int
+
+
+def roc_band(
+    scores,
+    labels,
+    *,
+    n_points: int = 40,
+    n_resamples: int = 200,
+    confidence_level: float = 0.95,
+    groups=None,
+    rng=None,
+) -> RocBand:
+    """The ROC curve of a scoring at log-spaced FPRs with pointwise bootstrap intervals.
+
+    The grid runs from ``1.0001 / n_non-members`` (the lowest FPR a threshold can resolve)
+    to 0.99 in ``n_points`` log-spaced steps; at each point the TPR and its percentile
+    interval come from :func:`bootstrap_roc` (members and non-members resampled separately,
+    or whole clusters with ``groups``). The band is pointwise: it covers each TPR@FPR
+    separately at ``confidence_level``, not the whole curve at once.
+
+    Parameters
+    ----------
+    scores : array_like, shape (n,)
+        Membership scores (higher = member).
+    labels : array_like, shape (n,)
+        1 = member, 0 = non-member.
+    n_points : int, default 40
+    n_resamples : int, default 200
+    confidence_level : float, default 0.95
+    groups : array_like, shape (n,), optional
+        Cluster ids for a cluster bootstrap (as :func:`bootstrap_roc`).
+    rng : None, int or numpy.random.Generator
+
+    Returns
+    -------
+    RocBand
+    """
+    integer(n_points, "n_points", 2)
+    _, y = scores_and_labels(scores, labels)
+    n_neg = int((y == 0).sum())
+    if n_neg < 2:
+        raise MisValueError(f"labels must hold at least 2 non-members for a ROC band; got {n_neg}")
+    grid = np.logspace(math.log10(1.0001 / n_neg), math.log10(0.99), n_points)
+    res = bootstrap_roc(
+        scores,
+        labels,
+        fprs=grid,
+        n_resamples=n_resamples,
+        confidence_level=confidence_level,
+        groups=groups,
+        rng=rng,
+    )
+    return RocBand(
+        fpr=grid,
+        tpr=np.array([iv.estimate for iv in res.tpr]),
+        low=np.array([iv.low for iv in res.tpr]),
+        high=np.array([iv.high for iv in res.tpr]),
+        confidence_level=float(confidence_level),
+        n_resamples=int(res.n_resamples),
+    )

@@ -11,9 +11,10 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from mis.metrics import RocBand
 from mis.store import atomic_write
 
-__all__ = ["colormap", "roc_loglog", "save_figure", "subplots"]
+__all__ = ["colormap", "plot_roc", "roc_loglog", "save_figure", "subplots"]
 
 
 def subplots(nrows: int = 1, ncols: int = 1, *, figsize=None, dpi=None, **kwargs):
@@ -71,3 +72,54 @@ def roc_loglog(
     ax.grid(True, which="major", lw=0.4, alpha=0.5)
     ax.legend(loc="lower right", fontsize=8)
     return save_figure(fig, path)
+
+
+def plot_roc(
+    bands: Mapping[str, RocBand],
+    *,
+    title: str = "ROC (log-log) with pointwise bootstrap bands",
+    ax=None,
+) -> Figure:
+    """Log-log ROC curves with their pointwise bootstrap bands and the chance line.
+
+    Parameters
+    ----------
+    bands : mapping of label → :class:`~mis.metrics.RocBand`
+        From :func:`mis.metrics.roc_band` (one per scoring: e.g. full precision and a
+        quantized model attacked the same way).
+    title : str
+    ax : matplotlib Axes, optional
+        Draw into it (a panel of a larger figure); by default a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Save it with :func:`save_figure` (or ``fig.savefig``).
+    """
+    if ax is None:
+        fig, ax = subplots(figsize=(5.2, 4.4), dpi=120)
+    else:
+        fig = ax.figure
+    lo = min(float(b.fpr[0]) for b in bands.values()) if bands else 1e-3
+    grid = np.logspace(np.log10(lo), 0, 50)
+    ax.plot(grid, grid, ls=":", color="grey", lw=1, label="chance")
+    for label, b in bands.items():
+        floor = lo / 2  # a TPR of 0 is drawn at the bottom edge
+        line = ax.plot(b.fpr, np.maximum(b.tpr, floor), lw=1.5, label=label)[0]
+        ax.fill_between(
+            b.fpr, np.maximum(b.low, floor), np.maximum(b.high, floor), color=line.get_color(),
+            alpha=0.2, lw=0,
+        )  # fmt: skip
+    level = next(iter(bands.values())).confidence_level if bands else 0.95
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlim=(lo, 1),
+        ylim=(lo / 2, 1.05),
+        xlabel="false-positive rate",
+        ylabel="true-positive rate",
+        title=f"{title} ({level:.0%})" if bands else title,
+    )
+    ax.grid(True, which="major", lw=0.4, alpha=0.5)
+    ax.legend(loc="lower right", fontsize=8)
+    return fig

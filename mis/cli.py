@@ -56,7 +56,7 @@ from mis.exceptions import (
 from mis.io import read_column
 from mis.report import tables
 from mis.report.plots import plot_roc, save_figure
-from mis.studies import audit, molecular, synthetic
+from mis.studies import arrays, audit, molecular, synthetic
 from mis.studies._common import verify_output
 from mis.train.executors import EXECUTORS, make_executor
 
@@ -154,14 +154,17 @@ def _add_verbosity(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_bootstrap_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--fprs",
-        type=_open_unit,
-        nargs="+",
-        default=[1e-3, 1e-2],
-        help="FPR levels for TPR@FPR (default: 0.001 0.01)",
-    )
+def _add_bootstrap_options(p: argparse.ArgumentParser, *, roc: bool = True) -> None:
+    """``--resamples``, ``--confidence``, ``--seed`` and, for ROC metrics, ``--fprs`` and
+    ``--method``."""
+    if roc:
+        p.add_argument(
+            "--fprs",
+            type=_open_unit,
+            nargs="+",
+            default=[1e-3, 1e-2],
+            help="FPR levels for TPR@FPR (default: 0.001 0.01)",
+        )
     p.add_argument(
         "--resamples",
         type=_int_at_least(1),
@@ -171,12 +174,13 @@ def _add_bootstrap_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--confidence", type=_open_unit, default=0.95, help="confidence level (default 0.95)"
     )
-    p.add_argument(
-        "--method",
-        choices=["percentile", "bca"],
-        default="percentile",
-        help="bootstrap interval (default percentile)",
-    )
+    if roc:
+        p.add_argument(
+            "--method",
+            choices=["percentile", "bca"],
+            default="percentile",
+            help="bootstrap interval (default percentile)",
+        )
     p.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed (default 0)")
 
 
@@ -392,6 +396,49 @@ def cmd_roc(args) -> int:
     return 0
 
 
+def cmd_rank(args) -> int:
+    """``mis rank``: r_Q of quantizers you already have, ranked with significance."""
+    rq, names, source = arrays.load_rq(args.input, qhash=args.qhash, names=args.names)
+    results = arrays.run_rank(
+        rq,
+        names,
+        args.out,
+        n_resamples=args.resamples,
+        confidence_level=args.confidence,
+        n_subsets=args.subsets,
+        seed=args.seed,
+        source=source,
+    )
+    groups = " > ".join(
+        "{" + ", ".join(results["labels"][n] for n in g) + "}" for g in results["tie_groups"]
+    )
+    print(f"{results['n_runs']} runs; tie groups, most private first: {groups}")
+    print(f"report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
+def cmd_lira(args) -> int:
+    """``mis lira``: LiRA with every model as the target, over logits you already have."""
+    results = arrays.run_lira(
+        args.source,
+        args.out,
+        fprs=args.fprs,
+        method=args.method,
+        n_resamples=args.resamples,
+        confidence_level=args.confidence,
+        seed=args.seed,
+    )
+    key = f"tpr@{args.fprs[0]:g}fpr"
+    for label, r in results["modes"].items():
+        t = r["pooled"][key]
+        print(
+            f"LiRA {label}: TPR@{args.fprs[0]:g} FPR = {t['estimate']:.4f} "
+            f"[{t['low']:.4f}, {t['high']:.4f}], AUC {r['pooled']['auc']['estimate']:.3f}"
+        )
+    print(f"report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
 def _label(spec) -> str:
     """A scoring's name in tables: the file name, with the column when one was chosen."""
     return Path(str(spec)).name
@@ -543,6 +590,44 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bootstrap_options(roc)
     _add_verbosity(roc)
     roc.set_defaults(func=cmd_roc)
+
+    rank = sub.add_parser(
+        "rank",
+        help="rank quantizers by r_Q with tie groups and significance, from arrays you have",
+        description="r_Q (Aubinais et al. 2025, Algorithm 1) per run and quantizer, the "
+        "ranking with bootstrap-over-runs intervals, paired adjacent tests Holm-corrected into "
+        "tie groups, stability over subsets of runs, and a forest plot. INPUT is a run store "
+        "written by mis.RQRecorder.save, a .npy of validation losses (n_runs, n_quantizers, "
+        "n_checkpoints, n_val) with --qhash, a .npy of r_Q values (n_runs, n_quantizers), or "
+        "a .csv/.txt table of r_Q values (one row per run, one named column per quantizer).",
+    )
+    rank.add_argument("input", help="run store, validation losses, or r_Q values")
+    rank.add_argument(
+        "--qhash", default=None, help=".npy hashes of the quantized checkpoints (repeats removed)"
+    )
+    rank.add_argument("--names", nargs="+", default=None, help="quantizer names, column order")
+    rank.add_argument("--out", type=_out_dir, required=True, help="output directory")
+    rank.add_argument(
+        "--subsets", type=_int_at_least(1), default=100, help="subsets per size (stability)"
+    )
+    _add_bootstrap_options(rank, roc=False)
+    _add_verbosity(rank)
+    rank.set_defaults(func=cmd_rank)
+
+    lira = sub.add_parser(
+        "lira",
+        help="LiRA online/offline with every model as the target, from stored logits",
+        description="Score every model against all the others as shadows with LiRA online and "
+        "offline (fixed variance) and report TPR at low FPR, AUC and log-AUC pooled over "
+        "targets (cluster bootstrap) and per target, with log-log ROC bands. SOURCE is a "
+        "directory in the reference LiRA layout (experiment-*/keep.npy, "
+        "experiment-*/logits/*.npy, y_train.npy) or a run store with keep, logits and labels.",
+    )
+    lira.add_argument("source", help="reference-layout LiRA directory or run store")
+    lira.add_argument("--out", type=_out_dir, required=True, help="output directory")
+    _add_bootstrap_options(lira)
+    _add_verbosity(lira)
+    lira.set_defaults(func=cmd_lira)
 
     ver = sub.add_parser(
         "verify",

@@ -18,7 +18,7 @@ import numpy as np
 
 from mis.exceptions import MisValueError
 
-__all__ = ["read_array", "read_column"]
+__all__ = ["read_array", "read_column", "read_table"]
 
 TEXT_SUFFIXES = (".csv", ".txt", ".tsv")
 
@@ -183,3 +183,19 @@ def read_column(spec, name: str) -> np.ndarray:
             raise MisValueError(f"{name}: {p} row {line}: {r[j]!r} is not a number")
         values[i] = v
     return values
+
+
+def read_table(path, name: str) -> tuple[list[str] | None, np.ndarray]:
+    """A whole ``.csv`` / ``.txt`` table of numbers: its header (None without one) and its
+    values, shape (n_rows, n_columns) float64."""
+    p = _existing_file(Path(path), name)
+    header, rows = _text_table(p, name)
+    values = np.empty((len(rows), len(rows[0])))
+    for i, r in enumerate(rows):
+        for j, token in enumerate(r):
+            v = _number(token)
+            if v is None:
+                line = i + 2 if header else i + 1
+                raise MisValueError(f"{name}: {p} row {line}: {token!r} is not a number")
+            values[i, j] = v
+    return header, values

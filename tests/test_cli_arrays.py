@@ -65,7 +65,7 @@ def test_roc_text_files_and_clean_errors(tmp_path, capsys):
                 str(tmp_path / "labels.txt") + "x",
             ],
             "does not exist",
-        ),  # fmt: skip
+        ),
     ]
     for argv, match in cases:
         assert cli.main(argv) == 2

@@ -19,6 +19,7 @@ PACKAGE = ROOT / "mis"
 #: imported where they are used.
 LAZY_BOUNDARY = {
     ("mis", "mis.train.rq_recorder"),
+    ("mis", "mis.studies.audit.own"),
     ("mis.security", "mis.security._discriminator"),
 }
 OPTIONAL_EXTRAS = ("dask", "distributed", "rdkit", "datamol", "sklearn", "lightning")

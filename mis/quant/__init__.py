@@ -75,6 +75,7 @@ from mis.quant.grids import (
 from mis.quant.obc import LayerwiseOptions, OBCOptions
 from mis.quant.rtn import RTNOptions
 from mis.quant.stacked import STACKED_QUANTIZERS, StackedQuantizer, stacked_quantize
+from mis.quant.user import register_quantizer
 
 __all__ = [
     "AUBINAIS_QUANTIZERS",
@@ -120,6 +121,7 @@ __all__ = [
     "quantize_model",
     "quantizer_label",
     "register_method",
+    "register_quantizer",
     "select_calibration",
     "sign_quantize",
     "stacked_quantize",

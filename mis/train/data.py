@@ -53,12 +53,14 @@ __all__ = [
     "Dataset",
     "GaussianMixture",
     "augmentation_queries",
+    "dataset_from_arrays",
     "gaussian_mixture",
     "hflip",
     "load_cifar10",
     "load_cifar100",
     "load_digits",
     "load_fashion_mnist",
+    "load_idx",
     "load_mnist",
     "load_npz",
     "load_tinyimagenet",
@@ -612,26 +614,61 @@ def load_npz(path, *, n_classes: int | None = None) -> Dataset:
         if x is None or y is None:
             raise MisValueError(f"{path} must hold arrays 'x' and 'y'; it holds {sorted(keys)}")
         xt, yt = get("x_test", "X_test"), get("y_test", "Y_test")
-    y = np.asarray(y)
-    if y.ndim != 1 or y.shape[0] != x.shape[0] or not np.issubdtype(y.dtype, np.integer):
+    try:
+        return dataset_from_arrays(x, y, xt, yt, n_classes=n_classes, name=path.stem)
+    except MisValueError as exc:
+        raise MisValueError(f"{path}: {exc}") from None
+
+
+def dataset_from_arrays(
+    x, y, x_test=None, y_test=None, *, n_classes: int | None = None, name: str = ""
+) -> Dataset:
+    """A :class:`Dataset` of arrays you hold, checked.
+
+    Parameters
+    ----------
+    x : array_like, shape (n, ...)
+        Inputs (images NCHW, ``uint8`` or float32 already scaled).
+    y : array_like of int, shape (n,)
+        Labels in ``0 .. n_classes - 1``.
+    x_test, y_test : array_like, optional
+        A test split (both or neither).
+    n_classes : int, optional
+        Default ``max(y) + 1`` over both splits.
+    name : str
+    """
+    x, y = np.asarray(x), np.asarray(y)
+    if (
+        x.ndim < 2
+        or y.ndim != 1
+        or y.shape[0] != x.shape[0]
+        or not np.issubdtype(y.dtype, np.integer)
+    ):
         raise MisValueError(
-            f"{path}: y must be 1-D integer labels, one per row of x ({x.shape[0]}); "
-            f"got shape {y.shape}, dtype {y.dtype}"
+            f"y must be 1-D integer labels, one per row of x (x of shape {x.shape}); "
+            f"got y of shape {y.shape}, dtype {y.dtype}"
         )
-    if (xt is None) != (yt is None):
-        raise MisValueError(f"{path}: give both x_test and y_test or neither")
-    ys = [y] + ([yt] if yt is not None else [])
+    if (x_test is None) != (y_test is None):
+        raise MisValueError("give both x_test and y_test or neither")
+    if x_test is not None:
+        x_test, y_test = np.asarray(x_test), np.asarray(y_test)
+        if x_test.shape[1:] != x.shape[1:] or y_test.shape != (x_test.shape[0],):
+            raise MisValueError(
+                f"x_test must have rows of x's shape {x.shape[1:]} and y_test one label per "
+                f"row; got x_test {x_test.shape}, y_test {y_test.shape}"
+            )
+    ys = [y] + ([y_test] if y_test is not None else [])
     if n_classes is None:
         n_classes = int(max(int(v.max()) for v in ys)) + 1
     if any(int(v.min()) < 0 or int(v.max()) >= n_classes for v in ys):
-        raise MisValueError(f"{path}: labels must lie in 0..{n_classes - 1}")
+        raise MisValueError(f"labels must lie in 0..{n_classes - 1}")
     return Dataset(
         x=x,
         y=y.astype(np.int64),
         n_classes=int(n_classes),
-        x_test=xt,
-        y_test=None if yt is None else np.asarray(yt, dtype=np.int64),
-        name=path.stem,
+        x_test=x_test,
+        y_test=None if y_test is None else y_test.astype(np.int64),
+        name=name,
     )
 
 
@@ -835,6 +872,28 @@ def load_mnist(root) -> Dataset:
     """
     hint = "Download the four files of the original release and pass their directory as root."
     return _load_idx_set(root, "MNIST", hint, MNIST_MEAN, MNIST_STD)
+
+
+def load_idx(root) -> Dataset:
+    """Any data set in the IDX layout of the MNIST release (KMNIST, EMNIST, your own, ...).
+
+    Parameters
+    ----------
+    root : path
+        The directory holding ``train-images-idx3-ubyte[.gz]``,
+        ``train-labels-idx1-ubyte[.gz]``, ``t10k-images-idx3-ubyte[.gz]`` and
+        ``t10k-labels-idx1-ubyte[.gz]``.
+
+    Returns
+    -------
+    Dataset
+        ``x`` (n, 1, H, W) uint8, ``y`` int64 with ``n_classes = max(label) + 1``, and the
+        test split; no normalisation constants (the pixels are scaled to [0, 1]).
+    """
+    hint = "Name the directory of the four IDX files (the file names of MNIST)."
+    ds = _load_idx_set(Path(root).expanduser(), "IDX", hint, None, None, n_classes=256)
+    n_classes = int(max(int(ds.y.max()), int(ds.y_test.max()))) + 1
+    return dataclasses.replace(ds, n_classes=n_classes, name=Path(root).name or "idx")
 
 
 # ------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ def override_sections(base, d, sections: dict[str, type]):
         values = d.get(section, {})
         if not isinstance(values, Mapping):
             raise MisValueError(f"{section} must be a table ([{section}]); got {values!r}")
+        values = _apply_aliases(values, section, getattr(klass, "ALIASES", {}))
         fields = {f.name for f in dataclasses.fields(klass)}
         bad = sorted(set(values) - fields)
         if bad:
@@ -38,6 +39,21 @@ def override_sections(base, d, sections: dict[str, type]):
             )
         parts[section] = dataclasses.replace(current, **values) if values else current
     return type(base)(**parts)
+
+
+def _apply_aliases(values: Mapping, section: str, aliases: Mapping[str, str]) -> Mapping:
+    """Former key names (a section's ``ALIASES``: old → new) read as the new ones."""
+    if not any(k in values for k in aliases):
+        return values
+    out = dict(values)
+    for old, new in aliases.items():
+        if old in out:
+            if new in out:
+                raise MisValueError(
+                    f"give {section}.{new} or its former name {section}.{old}, not both"
+                )
+            out[new] = out.pop(old)
+    return out
 
 
 def sections_dict(config, sections) -> dict:

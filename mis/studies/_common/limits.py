@@ -153,9 +153,9 @@ def audit_footprint(config, n_examples: int | None = None) -> dict:
     st, data, quant, att = config.study, config.data, config.quant, config.attack
     n_models = st.shadows + st.targets
     if n_examples is None:
-        n_examples = data.n_examples or (data.synthetic_n if data.name == "synthetic" else 0)
-    sample = math.prod(data.synthetic_shape) if data.name == "synthetic" else 3 * 64 * 64
-    classes = data.synthetic_classes if data.name == "synthetic" else 200
+        n_examples = data.n_examples or (data.synthetic_n if data.source == "synthetic" else 0)
+    sample = math.prod(data.synthetic_shape) if data.source == "synthetic" else 3 * 64 * 64
+    classes = data.synthetic_classes if data.source == "synthetic" else 200
     chunk = min(st.chunk_size, n_models)
     variants = len(quant.methods) * len(quant.bits) * (2 if quant.decoupled_last_layer_bits else 1)
     quantized = n_models if att.quantize_shadows else st.targets

@@ -9,16 +9,20 @@
 * :mod:`.analysis` — metrics, intervals, paired tests with Holm's correction, and
   :func:`~mis.studies.audit.analysis.verdict` (which quantizer to ship);
 * :mod:`.pipeline` — :func:`run_audit`, the stages end to end;
-* :mod:`.report` — ``report.md``, CSV tables and figures; :func:`summary_markdown`.
+* :mod:`.report` — ``report.md``, CSV tables and figures; :func:`summary_markdown`;
+* :mod:`.own` — :func:`audit_model`, the audit of your own model, data, training function
+  and quantizers from Python.
 """
 
 from mis.studies.audit.config import Config, Variant, default_config, load_config
+from mis.studies.audit.own import audit_model
 from mis.studies.audit.pipeline import run_audit
 from mis.studies.audit.report import summary_markdown
 
 __all__ = [
     "Config",
     "Variant",
+    "audit_model",
     "default_config",
     "load_config",
     "run_audit",

@@ -223,7 +223,7 @@ def analyse(cfg: Config, store, out, keep, fp, data, progress=None) -> dict:
         )
     return {
         "data": {
-            "name": cfg.data.name,
+            "name": cfg.data.source if cfg.data.source != "callable" else data.name or "user",
             "n_pool": int(keep.shape[1]),
             "n_test": int(y_test.size),
             "n_classes": int(data.n_classes),

@@ -21,8 +21,12 @@ Sections and keys (defaults in parentheses)
     full-precision logits ``(n_models, n_examples, n_aug, n_classes)`` in the run store
     (the attacks need only the compact per-example arrays).
 ``[data]``
-    ``name`` ("cifar10") — ``digits``, ``fashion_mnist``, ``mnist``, ``cifar10``,
-    ``cifar100``, ``tinyimagenet``, ``npz`` or ``synthetic``; ``root`` ("") — data directory
+    ``source`` ("cifar10"; former name ``name``) — ``digits``, ``fashion_mnist``, ``mnist``,
+    ``cifar10``, ``cifar100``, ``tinyimagenet``, ``idx`` (any data set in the four IDX files
+    of the MNIST release, under ``root``), ``npz``, ``synthetic`` or ``callable``;
+    ``loader`` ("") — with ``source = "callable"``, ``"package.module:load"``: ``load()``
+    returns a :class:`~mis.train.Dataset`, ``(x, y)``, ``(x, y, x_test, y_test)`` or a
+    mapping with those keys (arrays; images NCHW); ``root`` ("") — data directory
     ((Fashion-)MNIST IDX files, CIFAR, TinyImageNet), relative to the working directory
     (Fashion-MNIST: "" = ``/usr/share/datasets/fashion-mnist``, Debian's
     ``dataset-fashion-mnist``); ``path`` ("") — the ``.npz`` file; ``n_examples`` (0 = all)
@@ -33,19 +37,31 @@ Sections and keys (defaults in parentheses)
     ``synthetic_n`` (2048), ``synthetic_n_test`` (512), ``synthetic_shape`` ([3, 32, 32]),
     ``synthetic_classes`` (10), ``synthetic_noise`` (1.0).
 ``[model]``
-    ``name`` ("resnet18"); ``options`` ({}) — constructor arguments; ``n_classes`` and
-    ``in_channels`` (and ``size`` for ``digits_cnn``) are filled in from the data.
+    ``name`` ("resnet18") — a built-in architecture; ``factory`` ("") — your own instead:
+    ``"package.module:make_model"``, called as ``make_model(n_classes=..., input_shape=...,
+    **options)`` (``input_shape``: one example's shape, e.g. ``(1, 28, 28)``) and returning a
+    fresh ``torch.nn.Module`` (each model is built under its own seed); ``options`` ({}) —
+    constructor arguments; for a built-in, ``n_classes`` and ``in_channels`` (and ``size``
+    for ``digits_cnn``) are filled in from the data.
 ``[train]``
-    ``trainer`` ("auto": the vmap ensemble trainer for BatchNorm-free models, else the plain
-    trainer) and the :class:`~mis.train.TrainConfig` fields (all but the Adam constants
-    ``betas`` and ``eps``), default :meth:`TrainConfig.zhang2025` (SGD 0.9, wd 5e-4, lr 0.1
-    cosine, 100 epochs, batch 128, flip + crop); ``batch_size = 0`` means full batch.
+    ``fn`` ("") — your own training function instead of ours: ``"package.module:fit"``, called
+    as ``fit(model, x, y, config, seed)`` with the fresh model, the model's members ``x``
+    (float32 tensor, normalised as our trainer sees it) and ``y`` (int64 tensor), the
+    :class:`~mis.train.TrainConfig` of this table and the model's seed; it returns the trained
+    model (one model per job); ``trainer`` ("auto": the vmap ensemble trainer for
+    BatchNorm-free models, else the plain trainer) and the :class:`~mis.train.TrainConfig`
+    fields (all but the Adam constants ``betas`` and ``eps``), default
+    :meth:`TrainConfig.zhang2025` (SGD 0.9, wd 5e-4, lr 0.1 cosine, 100 epochs, batch 128,
+    flip + crop); ``batch_size = 0`` means full batch.
 ``[quant]``
     ``methods`` (["rtn", "adaround", "brecq", "obc", "gptq"]) — names in the
-    :mod:`mis.quant` registry; ``bits`` ([4, 2, 1.58, 1]); ``decoupled_last_layer_bits``
-    (8; 0 = no decoupled variants) — every (method, bits) is also run with the last layer at
-    this width (§IV-C); ``calibration_samples`` (1024) — drawn from the target's members only,
-    the same set for every method (§IV-A); ``grid`` ({}) — :class:`~mis.quant.QuantConfig`
+    :mod:`mis.quant` registry, or your own quantizer ``"package.module:my_quantizer"``,
+    called as ``my_quantizer(model, *, bits, calibration)`` and returning the quantized model
+    (:mod:`mis.quant.user`; the decoupled last layer is applied around it); ``bits``
+    ([4, 2, 1.58, 1]); ``decoupled_last_layer_bits`` (8; 0 = no decoupled variants) — every
+    (method, bits) is also run with the last layer at this width (§IV-C);
+    ``calibration_samples`` (1024) — drawn from the target's members only, the same set
+    for every method (§IV-A); ``grid`` ({}) — :class:`~mis.quant.QuantConfig`
     grid options (``range_method``, ``include_zero``, ...); ``options`` ({}) —
     ``options.<method>`` is that method's ``method_options`` (the string ``"none"`` stands
     for ``None``, which TOML cannot write: ``head_stem_bits = "none"`` for BRECQ).
@@ -73,9 +89,11 @@ Sections and keys (defaults in parentheses)
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
+from mis._callables import is_callable_spec, resolve_callable
 from mis._validation import (
     TERNARY_BITS,
     bit_width,
@@ -90,6 +108,7 @@ from mis._validation import (
 )
 from mis.exceptions import MisValueError
 from mis.quant import QuantConfig, available_methods, get_method, method_label
+from mis.quant.user import QUANTIZER_CALL, register_quantizer
 from mis.studies._common import load_toml, override_sections, sections_dict
 from mis.train.config import TrainConfig
 from mis.train.models import available_models
@@ -127,8 +146,10 @@ DATASETS = (
     "cifar10",
     "cifar100",
     "tinyimagenet",
+    "idx",
     "npz",
     "synthetic",
+    "callable",
 )
 PAPER_METHODS = ("rtn", "adaround", "brecq", "obc", "gptq")
 FP = "fp"
@@ -145,6 +166,11 @@ GRID_KEYS = (
     "shrink_step",
     "first_layer_bits",
 )
+
+
+def _method_key(method: str) -> str:
+    """A method's name in variant keys and store paths: ``"pkg.mod:my_q"`` → ``"pkg.mod-my_q"``."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", method) if is_callable_spec(method) else method
 
 
 def bits_label(bits) -> str:
@@ -206,7 +232,10 @@ class StudySection:
 
 @dataclasses.dataclass(frozen=True)
 class DataSection:
-    name: str = "cifar10"
+    ALIASES: ClassVar[dict] = {"name": "source"}
+
+    source: str = "cifar10"
+    loader: str = ""
     root: str = ""
     path: str = ""
     n_examples: int = 0
@@ -219,7 +248,20 @@ class DataSection:
     synthetic_noise: float = 1.0
 
     def __post_init__(self):
-        string(self.name, "data.name", DATASETS)
+        string(self.source, "data.source", DATASETS)
+        string(self.loader, "data.loader")
+        if self.source == "callable":
+            if not self.loader:
+                raise MisValueError(
+                    "data.loader must name your loader as 'package.module:load' "
+                    "(data.source = 'callable')"
+                )
+            resolve_callable(self.loader, "data.loader", args=(), call="load()")
+        elif self.loader:
+            raise MisValueError(
+                f"data.loader is read only with data.source = 'callable'; got data.source = "
+                f"{self.source!r}"
+            )
         string(self.root, "data.root")
         string(self.path, "data.path")
         integer(self.n_examples, "data.n_examples", 0)
@@ -246,11 +288,26 @@ class DataSection:
 @dataclasses.dataclass(frozen=True)
 class ModelSection:
     name: str = "resnet18"
+    factory: str = ""
     options: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         string(self.name, "model.name", available_models())
+        string(self.factory, "model.factory")
         object.__setattr__(self, "options", table(self.options, "model.options"))
+        if self.factory:
+            kwargs = {"n_classes": 2, "input_shape": (1,), **self.options}
+            resolve_callable(
+                self.factory,
+                "model.factory",
+                kwargs=kwargs,
+                call="make_model(n_classes=..., input_shape=..., **model.options)",
+            )
+
+    @property
+    def label(self) -> str:
+        """The architecture for reports: ``name``, or the factory's spec."""
+        return self.factory.removeprefix("object:") if self.factory else self.name
 
 
 #: The fields of :class:`~mis.train.TrainConfig` that ``[train]`` exposes (all but the
@@ -262,8 +319,20 @@ _TRAIN_DEFAULTS = {
 }
 
 
+#: The documented call of ``train.fn``.
+TRAIN_CALL = "fit(model, x, y, config, seed)"
+
+
 def _check_train(section) -> None:
     string(section.trainer, "train.trainer", ("auto", "ensemble", "plain"))
+    string(section.fn, "train.fn")
+    if section.fn:
+        resolve_callable(section.fn, "train.fn", args=(None,) * 5, call=TRAIN_CALL)
+        if section.trainer == "ensemble":
+            raise MisValueError(
+                "train.trainer = 'ensemble' trains many models at once with our loop; with "
+                "train.fn set, leave train.trainer = 'auto' (one model per job)"
+            )
     integer(section.batch_size, "train.batch_size", 0)
     try:
         section.train_config()
@@ -283,7 +352,10 @@ def _train_config(section) -> TrainConfig:
 #: from that class so the two never drift apart.
 TrainSection = dataclasses.make_dataclass(
     "TrainSection",
-    [("trainer", str, dataclasses.field(default="auto"))]
+    [
+        ("trainer", str, dataclasses.field(default="auto")),
+        ("fn", str, dataclasses.field(default="")),
+    ]
     + [(name, Any, dataclasses.field(default=value)) for name, value in _TRAIN_DEFAULTS.items()],
     namespace={
         "__post_init__": _check_train,
@@ -308,6 +380,18 @@ class QuantSection:
     def __post_init__(self):
         methods = sequence(self.methods, "quant.methods", string, min_len=0)
         for i, m in enumerate(methods):
+            if is_callable_spec(m):
+                # the user's quantizer: registered under its spec (in every process that
+                # reads this configuration)
+                fn = resolve_callable(
+                    m,
+                    f"quant.methods[{i}]",
+                    args=(None,),
+                    kwargs={"bits": 4, "calibration": None},
+                    call=QUANTIZER_CALL,
+                )
+                register_quantizer(m, fn, label=m.rpartition(":")[2].rpartition(".")[2])
+                continue
             try:
                 get_method(m)
             except MisValueError:
@@ -507,7 +591,9 @@ class Config:
         for m in q.methods:
             for b in q.bits:
                 for last in (None, d) if d else (None,):
-                    key = f"{m}_{bits_label(b)}b" + (f"_last{bits_label(last)}" if last else "")
+                    key = f"{_method_key(m)}_{bits_label(b)}b" + (
+                        f"_last{bits_label(last)}" if last else ""
+                    )
                     try:
                         qc = QuantConfig(
                             bits=b,

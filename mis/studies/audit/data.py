@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
+from mis._callables import resolve_callable
 from mis.exceptions import MisValueError
 from mis.studies._common import derive_seed
 from mis.studies.audit.config import Config
@@ -19,6 +21,8 @@ from mis.train.masks import keep_masks
 __all__ = ["keep_matrix", "load_data"]
 
 _ROOT_LAYOUT = {
+    "idx": "train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
+    "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz] (the layout of MNIST)",
     "mnist": "train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
     "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz] (the original release)",
     "cifar10": "cifar-10-batches-py/{data_batch_1..5, test_batch} (the official python version)",
@@ -46,17 +50,40 @@ def _synthetic(cfg: Config) -> D.Dataset:
     )
 
 
+def _from_loader(spec: str) -> D.Dataset:
+    """The data set that the user's ``data.loader`` returns (see ``[data]`` in the config)."""
+    out = resolve_callable(spec, "data.loader")()
+    if isinstance(out, D.Dataset):
+        return out
+    if isinstance(out, Mapping):
+        parts = [out.get(k) for k in ("x", "y", "x_test", "y_test")]
+        n_classes = out.get("n_classes")
+    elif isinstance(out, tuple) and len(out) in (2, 4):
+        parts, n_classes = list(out) + [None] * (4 - len(out)), None
+    else:
+        raise MisValueError(
+            f"data.loader = {spec!r} must return a mis.train.Dataset, (x, y), "
+            f"(x, y, x_test, y_test) or a mapping with those keys; got {type(out).__name__}"
+        )
+    try:
+        return D.dataset_from_arrays(*parts, n_classes=n_classes, name="user")
+    except MisValueError as exc:
+        raise MisValueError(f"data.loader = {spec!r} returned bad arrays: {exc}") from None
+
+
 def _open_dataset(cfg: Config) -> D.Dataset:
     d = cfg.data
-    if d.name == "digits":
+    if d.source == "digits":
         return D.load_digits()
-    if d.name == "synthetic":
+    if d.source == "synthetic":
         return _synthetic(cfg)
-    if d.name == "npz":
+    if d.source == "callable":
+        return _from_loader(d.loader)
+    if d.source == "npz":
         if not d.path:
-            raise MisValueError("data.path must name the .npz file (data.name = 'npz')")
+            raise MisValueError("data.path must name the .npz file (data.source = 'npz')")
         return D.load_npz(d.path)
-    if d.name == "fashion_mnist":
+    if d.source == "fashion_mnist":
         try:
             return D.load_fashion_mnist(Path(d.root).expanduser() if d.root else None)
         except FileNotFoundError as exc:
@@ -64,15 +91,18 @@ def _open_dataset(cfg: Config) -> D.Dataset:
                 f"{exc} (data.root = {d.root!r}: set data.root in the config or pass "
                 "--data-root DIR)"
             ) from None
-    loader = {"mnist": D.load_mnist, "cifar10": D.load_cifar10, "cifar100": D.load_cifar100}.get(
-        d.name
-    )
-    if d.name == "tinyimagenet":
+    loader = {
+        "mnist": D.load_mnist,
+        "idx": D.load_idx,
+        "cifar10": D.load_cifar10,
+        "cifar100": D.load_cifar100,
+    }.get(d.source)
+    if d.source == "tinyimagenet":
         loader = functools.partial(D.load_tinyimagenet, cache=True)
     if not d.root:
         raise FileNotFoundError(
-            f"data.root is not set: the {d.name} audit reads a local copy of the data set. "
-            f'Expected under DIR: {_ROOT_LAYOUT[d.name]}. Set data.root = "DIR" in the config '
+            f"data.root is not set: the {d.source} audit reads a local copy of the data set. "
+            f'Expected under DIR: {_ROOT_LAYOUT[d.source]}. Set data.root = "DIR" in the config '
             "or pass --data-root DIR."
         )
     root = Path(d.root).expanduser()
@@ -80,7 +110,7 @@ def _open_dataset(cfg: Config) -> D.Dataset:
         return loader(root)
     except FileNotFoundError as exc:
         raise FileNotFoundError(
-            f"data directory for data.name = {d.name!r} is missing or incomplete "
+            f"data directory for data.source = {d.source!r} is missing or incomplete "
             f"(data.root = {d.root!r}, i.e. {root.resolve()}). {exc}"
         ) from None
 
@@ -99,7 +129,7 @@ def _build_data(cfg: Config) -> D.Dataset:
     if xt is None:
         if d.test_size < 1 or d.test_size >= len(x) - 1:
             raise MisValueError(
-                f"data set {d.name!r} has no test split: set data.test_size to the number of "
+                f"data set {d.source!r} has no test split: set data.test_size to the number of "
                 f"examples to hold out (1 .. {len(x) - 2}); got {d.test_size}"
             )
         perm = np.random.default_rng(derive_seed(cfg.study.seed, SPLIT)).permutation(len(x))

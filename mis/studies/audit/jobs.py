@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from mis.attacks import lira_signal, loss_threshold, true_class_probability
+from mis._callables import resolve_callable
 from mis.exceptions import MisValueError
 from mis.quant import quantization_report, quantize_model, select_calibration
 from mis.store import RunStore
@@ -90,6 +91,23 @@ def _evaluate(models, data, cfg: Config, device) -> tuple[dict[str, np.ndarray],
     return out, logits
 
 
+def _train_user(cfg: Config, factory, x, y, keep_row, seed: int, device) -> torch.nn.Module:
+    """One model trained by the user's ``train.fn`` on its members (``[train]`` docs)."""
+    fit = resolve_callable(cfg.train.fn, "train.fn")
+    torch.manual_seed(seed % 2**63)
+    model = factory().to(device)
+    rows = torch.as_tensor(np.flatnonzero(keep_row))
+    xm = x[rows].to(device)
+    ym = torch.as_tensor(np.asarray(y)[keep_row], dtype=torch.int64, device=device)
+    trained = fit(model, xm, ym, cfg.train.train_config(), int(seed))
+    if not isinstance(trained, torch.nn.Module):
+        raise MisValueError(
+            f"train.fn = {cfg.train.fn!r} must return the trained torch.nn.Module; got "
+            f"{type(trained).__name__}"
+        )
+    return trained.eval()
+
+
 def train_job(config: Mapping[str, Any], index: int, seed: int, scratch) -> dict:
     """Train models ``config["models"] = [a, b)`` on their keep rows; their compact outputs.
 
@@ -112,6 +130,8 @@ def train_job(config: Mapping[str, Any], index: int, seed: int, scratch) -> dict
             ens = train_ensemble(fn, x, data.y, tc, seeds, subsets=keep, device=device,
                                  progress=False)  # fmt: skip
             models = [ens.model(k) for k in range(b - a)]
+        elif cfg.train.fn:
+            models = [_train_user(cfg, fn, x, data.y, keep[0], seeds[0], device)]
         else:
             if b - a != 1:
                 raise MisValueError("the plain trainer trains one model per job")

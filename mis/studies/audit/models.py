@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mis._callables import resolve_callable
 from mis.exceptions import MisValueError
 from mis.studies.audit.config import Config
 from mis.train.models import build_model
@@ -24,11 +25,24 @@ __all__ = [
 ]
 
 
+def _build_user_model(spec: str, options: dict) -> nn.Module:
+    """``model.factory`` called with the data's ``n_classes`` and ``input_shape``; checked."""
+    model = resolve_callable(spec, "model.factory")(**options)
+    if not isinstance(model, nn.Module):
+        raise MisValueError(
+            f"model.factory = {spec!r} must return a torch.nn.Module; got {type(model).__name__}"
+        )
+    return model
+
+
 def model_factory(cfg: Config, data) -> Callable:
     """A picklable zero-argument factory of the configured architecture for ``data``."""
     name = cfg.model.name
     opts = dict(cfg.model.options)
     shape = data.x.shape[1:]
+    if cfg.model.factory:
+        opts = {"n_classes": data.n_classes, "input_shape": tuple(int(s) for s in shape), **opts}
+        return functools.partial(_build_user_model, cfg.model.factory, opts)
     if name in ("resnet18", "resnet50", "densenet121"):
         opts.setdefault("n_classes", data.n_classes)
         opts.setdefault("in_channels", int(shape[0]))
@@ -50,7 +64,10 @@ def _has_batchnorm(model) -> bool:
 
 
 def trainer_kind(cfg: Config, data) -> str:
-    """ "ensemble" or "plain" (``auto``: ensemble unless the model has BatchNorm)."""
+    """ "ensemble" or "plain" (``auto``: ensemble unless the model has BatchNorm or
+    ``train.fn`` is set)."""
+    if cfg.train.fn:
+        return "plain"
     if cfg.train.trainer != "auto":
         return cfg.train.trainer
     with torch.random.fork_rng(devices=[]):

@@ -173,11 +173,11 @@ def run_audit(
         "[train] %d shadows + %d targets (%s, %d epochs, %s trainer) on %d %s examples: %d job(s)",
         config.study.shadows,
         config.study.targets,
-        config.model.name,
+        config.model.label,
         config.train.epochs,
         kind,
         n,
-        data.name or config.data.name,
+        data.name or config.data.source,
         len(specs),
     )
     ran, skipped, timing["train_s"] = run_stage(train_job, specs, executor, "train", progress)

@@ -44,6 +44,23 @@ _COLORS = {
 _MARKERS = {"4": "o", "2": "s", "1.58": "^", "1": "v"}
 
 
+def _training(tr: dict, trainer: str) -> str:
+    """How the models were trained: the user's ``train.fn`` or our trainer's settings."""
+    if tr.get("fn"):
+        return f"trained by your function {tr['fn'].removeprefix('object:')} (train.fn)."
+    return (
+        f"{tr['epochs']} epochs, {tr['optimizer']} lr {tr['lr']} ({tr['schedule']}), batch "
+        f"{tr['batch_size'] or 'full'}, weight decay {tr['weight_decay']}, augmentation "
+        f"{'on' if tr['augment'] else 'off'} ({trainer} trainer)."
+    )
+
+
+def _architecture(model: dict) -> str:
+    """The architecture of a configuration's ``[model]`` table: a built-in or a factory."""
+    factory = model.get("factory") or ""
+    return factory.removeprefix("object:") if factory else model.get("name", "?")
+
+
 def _ok(x) -> bool:
     return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
 
@@ -695,7 +712,7 @@ def verdict_markdown(results) -> list[str]:
             "quantizers leak alike"
         )
     can += (
-        f". The audit measures one architecture ({c.get('model', {}).get('name', '?')}) trained "
+        f". The audit measures one architecture ({_architecture(c.get('model', {}))}) trained "
         f"on a pool of {d.get('n_pool', '?'):,} {d.get('name', '?')} examples against this attack "
         "(shadows at full precision); it does not show how larger models, other data or "
         "stronger attacks behave, and its intervals treat the targets as exchangeable."
@@ -799,7 +816,7 @@ def _markdown(results, figures) -> str:
         f"# PTQ privacy audit: {results['study']}",
         "",
         *verdict_markdown(results),
-        f"Reproduction setting of {results['paper']}.",
+        f"Audit protocol of {results['paper']}.",
         "",
         "## Setup",
         "",
@@ -807,11 +824,9 @@ def _markdown(results, figures) -> str:
         f"keep-mask row: {min(d['members_per_target'])}–{max(d['members_per_target'])} members "
         f"per target), {d['n_test']} test examples, {d['n_classes']} classes, input "
         f"{'×'.join(map(str, d['input_shape']))}.",
-        f"* Models: {c['model']['name']} {c['model']['options'] or ''}; {mo['shadows']} shadow "
-        f"and {mo['targets']} target models, pkeep = {st['pkeep']}; {tr['epochs']} epochs, "
-        f"{tr['optimizer']} lr {tr['lr']} ({tr['schedule']}), batch {tr['batch_size'] or 'full'}, "
-        f"weight decay {tr['weight_decay']}, augmentation {'on' if tr['augment'] else 'off'} "
-        f"({results['trainer']} trainer).",
+        f"* Models: {_architecture(c['model'])} {c['model']['options'] or ''}; {mo['shadows']} "
+        f"shadow and {mo['targets']} target models, pkeep = {st['pkeep']}; "
+        + _training(tr, results["trainer"]),
         f"* Quantization (weights only, per-channel asymmetric): methods "
         f"{', '.join(q['methods']) or 'none'} × bits {', '.join(map(str, q['bits']))}"
         + (

@@ -15,7 +15,15 @@ from mis.metrics import RocBand
 from mis.security import QuantizerRanking
 from mis.store import atomic_write
 
-__all__ = ["colormap", "plot_ranking", "plot_roc", "roc_loglog", "save_figure", "subplots"]
+__all__ = [
+    "colormap",
+    "plot_accuracy_vs_leak",
+    "plot_ranking",
+    "plot_roc",
+    "roc_loglog",
+    "save_figure",
+    "subplots",
+]
 
 
 def subplots(nrows: int = 1, ncols: int = 1, *, figsize=None, dpi=None, **kwargs):
@@ -195,4 +203,68 @@ def plot_ranking(
         fontsize=10,
     )
     ax.grid(True, axis="x", lw=0.4, alpha=0.5)
+    return fig
+
+
+def _interval(point: Mapping, key: str) -> tuple[float, float, float]:
+    """``(estimate, low, high)`` of ``point[key]`` (low/high default to the estimate)."""
+    est = float(point[key])
+    return est, float(point.get(f"{key}_low", est)), float(point.get(f"{key}_high", est))
+
+
+def plot_accuracy_vs_leak(
+    points: Mapping[str, Mapping[str, float]],
+    *,
+    fpr: float | None = None,
+    reference: str | None = None,
+    title: str = "Accuracy against leak",
+    ax=None,
+) -> Figure:
+    """Test accuracy against the attack's TPR at a low FPR, one point per model variant.
+
+    Parameters
+    ----------
+    points : mapping label → mapping
+        For each variant ``accuracy`` (a fraction) and ``tpr``, optionally with their
+        interval bounds ``accuracy_low``, ``accuracy_high``, ``tpr_low``, ``tpr_high``
+        (drawn as error bars).
+    fpr : float, optional
+        The FPR of the TPR: labels the axis and draws chance (TPR = FPR) as a dotted line;
+        a TPR of 0 is then drawn at FPR / 4 (the axis is logarithmic).
+    reference : str, optional
+        The label of the reference (full precision): drawn as a black star.
+    title : str
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Lower right is better: less leak, more accuracy.
+    """
+    if ax is None:
+        fig, ax = subplots(figsize=(5.6, 4.2), dpi=120)
+    else:
+        fig = ax.figure
+    floor = fpr / 4 if fpr else None
+    for i, (label, p) in enumerate(points.items()):
+        a, alo, ahi = _interval(p, "accuracy")
+        t, tlo, thi = _interval(p, "tpr")
+        if floor is not None:
+            t, tlo, thi = (max(v, floor) for v in (t, tlo, thi))
+        ref = label == reference
+        ax.errorbar(
+            [100 * a], [t], xerr=[[100 * (a - alo)], [100 * (ahi - a)]],
+            yerr=[[t - tlo], [thi - t]], fmt="*" if ref else "o", ms=10 if ref else 6,
+            color="black" if ref else colormap("tab10")(i % 10), capsize=2, lw=0.9, label=label,
+        )  # fmt: skip
+    if fpr:
+        ax.axhline(fpr, ls=":", color="grey", lw=0.8, label="chance")
+        ax.set_yscale("log")
+    ax.set(
+        xlabel="test accuracy %",
+        ylabel=f"TPR @ {fpr:g} FPR" if fpr else "TPR at low FPR",
+        title=title,
+    )
+    ax.grid(True, lw=0.3, alpha=0.5)
+    ax.legend(fontsize=8, loc="best")
     return fig

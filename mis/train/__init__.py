@@ -68,7 +68,7 @@ from mis.train.models import (
     resnet18,
     resnet50,
 )
-from mis.train.rq_recorder import ModelQuantizer, RQRecorder, load_rq_runs
+from mis.train.rq_recorder import ModelQuantizer, RQRecorder, load_rq_runs, saved_runs
 from mis.train.trainer import train_model
 from mis.train.trajectory import TrajectoryRecorder, weights_hash
 
@@ -108,6 +108,7 @@ __all__ = [
     "load_mnist",
     "load_npz",
     "load_rq_runs",
+    "saved_runs",
     "load_tinyimagenet",
     "random_flip_crop",
     "read_idx",

@@ -25,6 +25,7 @@ import copy
 import inspect
 import re
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,7 +40,7 @@ from mis.train.ensemble import Ensemble
 from mis.train.losses import per_sample_loss
 from mis.train.trajectory import TrajectoryRecorder, weights_hash
 
-__all__ = ["ModelQuantizer", "RQRecorder", "load_rq_runs"]
+__all__ = ["ModelQuantizer", "RQRecorder", "load_rq_runs", "saved_runs"]
 
 _RUN = re.compile(r"^rq/run(\d+)/val_losses$")
 
@@ -274,6 +275,16 @@ class RQRecorder:
         return names
 
 
+def saved_runs(store) -> list[int]:
+    """Run numbers already saved in ``store`` by :meth:`RQRecorder.save` (a script that skips
+    them resumes after an interruption); empty when the store does not exist yet."""
+    path = store.path if isinstance(store, RunStore) else store
+    if not (Path(path) / "manifest.json").exists() and not isinstance(store, RunStore):
+        return []
+    store = store if isinstance(store, RunStore) else RunStore(store, create=False)
+    return sorted(int(m.group(1)) for n in store.names() if (m := _RUN.match(n)))
+
+
 def load_rq_runs(store) -> tuple[np.ndarray, list[str]]:
     """r_Q of every run saved with :meth:`RQRecorder.save`: ``(rq (n_runs, Q), names)``.
 
@@ -281,7 +292,7 @@ def load_rq_runs(store) -> tuple[np.ndarray, list[str]]:
     may have different numbers of checkpoints).
     """
     store = store if isinstance(store, RunStore) else RunStore(store, create=False)
-    runs = sorted(int(m.group(1)) for n in store.names() if (m := _RUN.match(n)))
+    runs = saved_runs(store)
     if not runs:
         raise MisValueError(f"{store.path} holds no r_Q runs (rq/run*/val_losses)")
     names = None

@@ -54,7 +54,8 @@ store = f"{args.out}/store"
 for run in sorted(set(range(runs)) - set(saved_runs(store))):
     pl.seed_everything(run, verbose=False)
     x, y = draw(200, torch.Generator().manual_seed(1 + run))
-    train = torch.utils.data.DataLoader(list(zip(x, y)), batch_size=32, shuffle=True)
+    data = torch.utils.data.TensorDataset(x, y)
+    train = torch.utils.data.DataLoader(data, batch_size=32, shuffle=True)
     rq = RQCallback(["sign", "ternary-50", "4bit"], x_val, y_val, store=store, run=run)
     trainer = pl.Trainer(max_epochs=epochs, callbacks=[rq], accelerator="cpu", logger=False,
                          enable_checkpointing=False, enable_progress_bar=False,

@@ -47,7 +47,7 @@ for run in sorted(set(range(runs)) - set(saved_runs(store))):  # resumes
     rec.save(store, run=run)
 
 rq, names = load_rq_runs(store)  # (runs, quantizers)
-ranking = rank_quantizers(rq, names)  # bootstrap CIs, Holm-corrected tie groups
+ranking = rank_quantizers(rq, names, rng=0)  # bootstrap CIs, Holm-corrected tie groups
 for row in ranking.table():
     print(f"{row['rank']:>4}  {row['name']:<12} mean r_Q {row['mean']['estimate']:.3g} "
           f"[{row['mean']['low']:.3g}, {row['mean']['high']:.3g}]")  # fmt: skip

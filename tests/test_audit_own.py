@@ -31,7 +31,7 @@ SMALL = {
 }
 
 #: The user's module, written to disk for the TOML route.
-PARTS = '''
+PARTS = """
 import numpy as np
 import torch
 from torch import nn
@@ -76,7 +76,7 @@ def bad_fit(model):
 
 
 NOT_CALLABLE = 3
-'''
+"""
 
 
 @pytest.fixture
@@ -280,7 +280,7 @@ def test_former_key_data_name_still_reads(tmp_path):
 
 
 def test_idx_source_reads_any_idx_release(tmp_path):
-    x, y, xt, yt = fake_release(tmp_path, n=30, n_test=10)
+    _, y, _, yt = fake_release(tmp_path, n=30, n_test=10)
     cfg = Config().replace(data={"source": "idx", "root": str(tmp_path)})
     data = load_data(cfg)
     assert data.x.shape == (30, 1, 6, 6) and data.x_test.shape == (10, 1, 6, 6)
@@ -292,3 +292,16 @@ def test_object_spec_from_another_process_is_explained():
 
     with pytest.raises(MisValueError, match="another process"):
         resolve_callable("object:somewhere.else", "model.factory")
+
+
+def test_toml_route_in_worker_processes(parts, tmp_path):
+    """Worker processes import the user's module by name too (from the working directory)."""
+    path = tmp_path / "own.toml"
+    path.write_text(_toml(methods='["own_parts:sign_quantizer"]'))
+    out = tmp_path / "out"
+    argv = ["audit", "--config", str(path), "--out", str(out), "-q", "--executor", "process",
+            "--workers", "2"]  # fmt: skip
+    assert cli.main(argv) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert [v["key"] for v in res["variants"]][1] == "own_parts-sign_quantizer_2b"
+    assert parts.CALLS["fit"] == 0  # the training ran in the workers, not here

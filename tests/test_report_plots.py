@@ -31,7 +31,7 @@ def test_plot_ranking_puts_the_most_private_on_top():
     ranking = rank_quantizers(rq, ["a", "b", "c"], n_resamples=200, rng=0)
     fig = plot_ranking(ranking)
     ax = fig.axes[0]
-    top = max(zip(ax.get_yticks(), [t.get_text() for t in ax.get_yticklabels()]))[1]
+    top = max(zip(ax.get_yticks(), [t.get_text() for t in ax.get_yticklabels()], strict=True))[1]
     assert top == ranking.names[ranking.order[0]] == "b"  # largest mean r_Q: most private
 
 

@@ -375,7 +375,7 @@ def test_cli_parses_audit():
     cfg = cli.audit_config_from_args(args)
     assert cfg.quant.methods == ("rtn", "obc") and cfg.data.root == "/data"
     default = _parser().parse_args(["audit"])
-    assert default.config is None and cli.audit_config_from_args(default).data.name == "digits"
+    assert default.config is None and cli.audit_config_from_args(default).data.source == "digits"
 
 
 def test_cli_runs_a_stage(tmp_path, capsys):
@@ -412,7 +412,7 @@ def test_fashion_mnist_configs():
     full = load_config(EXPERIMENTS / "fashion_mnist.toml")
     quick = load_config(EXPERIMENTS / "fashion_mnist_quick.toml")
     for cfg in (full, quick):
-        assert cfg.data.name == "fashion_mnist" and cfg.data.root == ""
+        assert cfg.data.source == "fashion_mnist" and cfg.data.root == ""
         assert cfg.data.n_examples == 5000 and cfg.model.name == "mlp"
         assert cfg.quant.bits == (4, 2, 1.58, 1) and cfg.quant.decoupled_last_layer_bits == 8
         assert cfg.quant.calibration_samples == 1024 and not cfg.attack.quantize_shadows

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mis.attacks import lira_signal, loss_threshold, true_class_probability
 from mis._callables import resolve_callable
+from mis.attacks import lira_signal, loss_threshold, true_class_probability
 from mis.exceptions import MisValueError
 from mis.quant import quantization_report, quantize_model, select_calibration
 from mis.store import RunStore

@@ -187,9 +187,7 @@ def audit_model(
         "quant": {"methods": _quant_methods(quantizers), "bits": list(bits)},
     }
     if train is not None:
-        sections["train"] = {
-            "fn": train if isinstance(train, str) else object_spec(train, "train")
-        }
+        sections["train"] = {"fn": train if isinstance(train, str) else object_spec(train, "train")}
     study = {k: v for k, v in (("shadows", shadows), ("targets", targets)) if v is not None}
     if study:
         sections["study"] = study

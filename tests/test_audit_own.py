@@ -305,3 +305,17 @@ def test_toml_route_in_worker_processes(parts, tmp_path):
     res = json.loads((out / "results.json").read_text())
     assert [v["key"] for v in res["variants"]][1] == "own_parts-sign_quantizer_2b"
     assert parts.CALLS["fit"] == 0  # the training ran in the workers, not here
+
+
+def test_none_means_changed_in_place():
+    from mis.quant import QuantConfig, quantize_model, register_quantizer, select_calibration
+
+    def in_place(model, *, bits, calibration):
+        _halve(model, bits=bits, calibration=calibration)  # returns nothing
+
+    register_quantizer("in-place-test", in_place)
+    model = _mlp(3, (4,))
+    x, y = torch.randn(10, 4), torch.randint(0, 3, (10,))
+    cal = select_calibration(x, y, member_mask=np.ones(10, bool), n_samples=4, rng=0)
+    q = quantize_model(model, QuantConfig(bits=4, method="in-place-test"), cal)
+    assert torch.allclose(q[1].weight, 0.5 * model[1].weight)

@@ -3,10 +3,10 @@
 The user writes ``my_quantizer(model, *, bits, calibration) -> model``: it receives a copy of
 the full-precision model (``torch.nn.Module``), the bit width of the variant (an ``int`` or
 1.58) and the members-only :class:`~mis.quant.Calibration` of the target (``calibration.data``
-is ``(x, y)``), and returns the quantized model (the same object changed in place, or a new
-one). It runs under :func:`torch.no_grad` (weights can be edited in place); a quantizer that
-optimises opens :func:`torch.enable_grad` itself. :func:`register_quantizer` wraps it in the
-:mod:`mis.quant.api` method interface.
+is ``(x, y)``), and returns the quantized model (a new one, or the same object changed in
+place; returning None also means "changed in place"). It runs under :func:`torch.no_grad`
+(weights can be edited in place); a quantizer that optimises opens :func:`torch.enable_grad`
+itself. :func:`register_quantizer` wraps it in the :mod:`mis.quant.api` method interface.
 
 The decoupled last layer (§IV-C of Zhang et al.) is applied around the user's function: the
 layers whose planned width differs from ``bits`` (the last layer at 8 bits, a
@@ -42,6 +42,7 @@ def _as_method(fn: Callable, name: str) -> Callable:
             if p.spec.bits != bits
         }
         out = fn(model, bits=bits, calibration=calib)
+        out = model if out is None else out  # None: quantized in place
         if not isinstance(out, nn.Module):
             raise MisValueError(
                 f"quantizer {name!r} must return the quantized torch.nn.Module; "

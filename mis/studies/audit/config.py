@@ -46,13 +46,13 @@ Sections and keys (defaults in parentheses)
 ``[train]``
     ``fn`` ("") — your own training function instead of ours: ``"package.module:fit"``, called
     as ``fit(model, x, y, config, seed)`` with the fresh model, the model's members ``x``
-    (float32 tensor, normalised as our trainer sees it) and ``y`` (int64 tensor), the
-    :class:`~mis.train.TrainConfig` of this table and the model's seed; it returns the trained
-    model (one model per job); ``trainer`` ("auto": the vmap ensemble trainer for
-    BatchNorm-free models, else the plain trainer) and the :class:`~mis.train.TrainConfig`
-    fields (all but the Adam constants ``betas`` and ``eps``), default
-    :meth:`TrainConfig.zhang2025` (SGD 0.9, wd 5e-4, lr 0.1 cosine, 100 epochs, batch 128,
-    flip + crop); ``batch_size = 0`` means full batch.
+    (float32 tensor, normalised as our trainer sees it) and ``y`` (int64 tensor), all on
+    ``study.device``, the :class:`~mis.train.TrainConfig` of this table and the model's
+    seed; it returns the trained model (None: trained in place; one model per job);
+    ``trainer`` ("auto": the vmap ensemble trainer for BatchNorm-free models, else the plain
+    trainer) and the :class:`~mis.train.TrainConfig` fields (all but the Adam constants
+    ``betas`` and ``eps``), default :meth:`TrainConfig.zhang2025` (SGD 0.9, wd 5e-4, lr 0.1
+    cosine, 100 epochs, batch 128, flip + crop); ``batch_size = 0`` means full batch.
 ``[quant]``
     ``methods`` (["rtn", "adaround", "brecq", "obc", "gptq"]) — names in the
     :mod:`mis.quant` registry, or your own quantizer ``"package.module:my_quantizer"``,

@@ -100,6 +100,7 @@ def _train_user(cfg: Config, factory, x, y, keep_row, seed: int, device) -> torc
     xm = x[rows].to(device)
     ym = torch.as_tensor(np.asarray(y)[keep_row], dtype=torch.int64, device=device)
     trained = fit(model, xm, ym, cfg.train.train_config(), int(seed))
+    trained = model if trained is None else trained  # None: trained in place
     if not isinstance(trained, torch.nn.Module):
         raise MisValueError(
             f"train.fn = {cfg.train.fn!r} must return the trained torch.nn.Module; got "

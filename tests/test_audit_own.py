@@ -319,3 +319,20 @@ def test_none_means_changed_in_place():
     cal = select_calibration(x, y, member_mask=np.ones(10, bool), n_samples=4, rng=0)
     q = quantize_model(model, QuantConfig(bits=4, method="in-place-test"), cal)
     assert torch.allclose(q[1].weight, 0.5 * model[1].weight)
+
+
+def test_inputs_that_are_not_images_ask_for_no_flips(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((120, 6)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+
+    def make(n_classes, input_shape):
+        return nn.Linear(input_shape[0], n_classes)
+
+    args = dict(out=tmp_path / "t", quantizers=["rtn"], bits=[4], shadows=4, targets=2)
+    with pytest.raises(MisValueError, match=r"train\.augment = false and attack\.n_aug = 1"):
+        mis.audit_model(make, (x[:80], y[:80], x[80:], y[80:]), **args)
+    assert not (tmp_path / "t").exists()  # refused before anything is written
+    cfg = {**SMALL, "train": {"epochs": 2, "augment": False}}
+    res = mis.audit_model(make, (x[:80], y[:80], x[80:], y[80:]), config=cfg, **args)
+    assert res["data"]["input_shape"] == [6]

@@ -134,7 +134,8 @@ def audit_model(
         The audit pool and its test split: a :class:`~mis.train.Dataset`, ``(x, y)``,
         ``(x, y, x_test, y_test)`` (arrays; images NCHW, ``uint8`` or float32), a mapping
         with those keys, or ``"package.module:load"``. Without a test split, set
-        ``config={"data": {"test_size": n}}``.
+        ``config={"data": {"test_size": n}}``. Inputs that are not images need
+        ``config={"train": {"augment": False}, "attack": {"n_aug": 1}}`` (no flips or crops).
     out : path-like
         Output directory (``report.md``, ``results.json``, figures, the run store); an
         interrupted audit resumes when called again with the same arguments.

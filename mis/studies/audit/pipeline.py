@@ -96,6 +96,20 @@ STAGES = ("train", "quantize", "attack")
 
 
 @locked_output
+def _check_images(config: Config, data) -> None:
+    """Flip-and-crop augmentation and the flipped queries need images (n, C, H, W)."""
+    if data.x.ndim == 4:
+        return
+    asks = [k for k, on in (("train.augment = false", config.train.augment and not
+                              config.train.fn), ("attack.n_aug = 1", config.attack.n_aug > 1))
+            if on]  # fmt: skip
+    if asks:
+        raise MisValueError(
+            f"the inputs are not images (shape {tuple(data.x.shape[1:])} per example): flips "
+            f"and crops do not apply; set {' and '.join(asks)}"
+        )
+
+
 def run_audit(
     config: Config,
     out,
@@ -140,6 +154,7 @@ def run_audit(
     t_start = time.perf_counter()
     check_resources("the audit", out=out, **audit_footprint(config))
     data = load_data(config)  # fails early with a clear message when files are missing
+    _check_images(config, data)
     out = Path(out)
     cfg_path = check_out_config(out, config.as_dict(), "audit")
     store_path = out / "store"

@@ -196,15 +196,12 @@ def _add_executor_options(p: argparse.ArgumentParser, *, workers_from_config: bo
         workers_help = "number of workers (default: the config's study.workers)"
     else:
         executor_help = (
-            "where the jobs run: this process, a process pool, or a Dask cluster (default serial)"
+            "where the jobs run: this process, a process pool, or a Dask cluster (default: "
+            "serial; a process pool when --workers is given)"
         )
         workers_help = "process pool / local Dask cluster size (default: number of CPUs)"
-    g.add_argument(
-        "--executor",
-        choices=EXECUTORS,
-        default=None if workers_from_config else "serial",
-        help=executor_help,
-    )
+    g.add_argument("--executor", choices=EXECUTORS, default=None, help=executor_help)
+    p.set_defaults(workers_from_config=workers_from_config)
     g.add_argument(
         "--scheduler",
         metavar="ADDRESS",
@@ -244,19 +241,27 @@ def _add_executor_options(p: argparse.ArgumentParser, *, workers_from_config: bo
 
 def _executor(args):
     """The executor the execution options ask for, or None (the study's own default)."""
-    if args.executor is None:
+    kind = args.executor
+    if kind is None:
         given = [o for o, v in (("--scheduler", args.scheduler), ("--gpu", args.gpu)) if v]
         if given:
             verb = "needs" if len(given) == 1 else "need"
             raise MisValueError(f"{' and '.join(given)} {verb} --executor dask")
-        return None
+        if args.workers is None or args.workers_from_config:
+            return None  # the study's own default (its config's workers, or serial)
+        kind = "process"  # --workers N alone: a pool of N processes
+    if kind == "serial" and args.workers not in (None, 1):
+        raise MisValueError(
+            f"--workers {args.workers} needs --executor process or dask; --executor serial runs "
+            "every job in this process"
+        )
     extra = {} if args.torch_threads is None else {"torch_threads": args.torch_threads}
     return make_executor(
-        args.executor,
+        kind,
         scheduler=args.scheduler,
         n_workers=args.workers,
         threads_per_worker=args.threads_per_worker,
-        gpu=args.gpu and args.executor == "dask",
+        gpu=args.gpu and kind == "dask",
         retries=args.retries,
         **extra,
     )

@@ -428,3 +428,17 @@ def test_command_line_scheduler_and_gpu_worker(tmp_path):
                 p.kill()
                 p.wait()
         log.close()
+
+
+def test_workers_alone_means_a_process_pool_for_the_audit():
+    """``mis audit --workers 2`` runs a pool (it used to be ignored, serially); the studies
+    whose config holds the workers keep deciding themselves; serial with workers is refused."""
+    from mis import cli
+
+    parser = cli.build_parser()
+    ex = cli._executor(parser.parse_args(["audit", "--workers", "2"]))
+    assert isinstance(ex, ProcessExecutor) and ex.max_workers == 2
+    assert cli._executor(parser.parse_args(["audit"])) is None  # run_audit's default: serial
+    assert cli._executor(parser.parse_args(["synth", "--out", "x", "--workers", "2"])) is None
+    with pytest.raises(MisValueError, match="--workers 2 needs --executor process or dask"):
+        cli._executor(parser.parse_args(["audit", "--executor", "serial", "--workers", "2"]))

@@ -250,7 +250,7 @@ def _executor(args):
         if args.workers is None or args.workers_from_config:
             return None  # the study's own default (its config's workers, or serial)
         kind = "process"  # --workers N alone: a pool of N processes
-    if kind == "serial" and args.workers not in (None, 1):
+    if kind == "serial" and args.workers not in (None, 1) and not args.workers_from_config:
         raise MisValueError(
             f"--workers {args.workers} needs --executor process or dask; --executor serial runs "
             "every job in this process"

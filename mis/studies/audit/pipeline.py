@@ -95,14 +95,15 @@ PAPER = (
 STAGES = ("train", "quantize", "attack")
 
 
-@locked_output
 def _check_images(config: Config, data) -> None:
     """Flip-and-crop augmentation and the flipped queries need images (n, C, H, W)."""
     if data.x.ndim == 4:
         return
-    asks = [k for k, on in (("train.augment = false", config.train.augment and not
-                              config.train.fn), ("attack.n_aug = 1", config.attack.n_aug > 1))
-            if on]  # fmt: skip
+    asks = []
+    if config.train.augment and not config.train.fn:  # a user's train.fn augments itself
+        asks.append("train.augment = false")
+    if config.attack.n_aug > 1:
+        asks.append("attack.n_aug = 1")
     if asks:
         raise MisValueError(
             f"the inputs are not images (shape {tuple(data.x.shape[1:])} per example): flips "
@@ -110,6 +111,7 @@ def _check_images(config: Config, data) -> None:
         )
 
 
+@locked_output
 def run_audit(
     config: Config,
     out,

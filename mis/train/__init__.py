@@ -26,6 +26,7 @@ from mis.train.config import TrainConfig
 from mis.train.data import (
     Dataset,
     GaussianMixture,
+    as_dataset,
     augmentation_queries,
     dataset_from_arrays,
     gaussian_mixture,
@@ -87,6 +88,7 @@ __all__ = [
     "SerialExecutor",
     "TrainConfig",
     "TrajectoryRecorder",
+    "as_dataset",
     "augmentation_queries",
     "available_models",
     "batch_order",

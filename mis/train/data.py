@@ -35,7 +35,7 @@ import math
 import os
 import pickle
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import ClassVar
 
@@ -52,6 +52,7 @@ from mis.store import atomic_write
 __all__ = [
     "Dataset",
     "GaussianMixture",
+    "as_dataset",
     "augmentation_queries",
     "dataset_from_arrays",
     "gaussian_mixture",
@@ -618,6 +619,37 @@ def load_npz(path, *, n_classes: int | None = None) -> Dataset:
         return dataset_from_arrays(x, y, xt, yt, n_classes=n_classes, name=path.stem)
     except MisValueError as exc:
         raise MisValueError(f"{path}: {exc}") from None
+
+
+def as_dataset(data, *, name: str = "user") -> Dataset:
+    """A data set handed over in any of the forms a user may hold it, as a checked
+    :class:`Dataset`.
+
+    Parameters
+    ----------
+    data : Dataset, tuple or mapping
+        A :class:`Dataset` (returned as is), ``(x, y)``, ``(x, y, x_test, y_test)``, or a
+        mapping with keys ``x``, ``y`` and optionally ``x_test``, ``y_test``, ``n_classes``;
+        the arrays as in :func:`dataset_from_arrays`.
+    name : str
+        The name of a data set built from arrays.
+    """
+    if isinstance(data, Dataset):
+        return data
+    n_classes = None
+    if isinstance(data, Mapping):
+        if data.get("x") is None or data.get("y") is None:
+            raise MisValueError(f"a data mapping must hold 'x' and 'y'; it holds {sorted(data)}")
+        parts = [data.get(k) for k in ("x", "y", "x_test", "y_test")]
+        n_classes = data.get("n_classes")
+    elif isinstance(data, tuple) and len(data) in (2, 4):
+        parts = [*data, None, None][:4]
+    else:
+        raise MisValueError(
+            "data must be a mis.train.Dataset, (x, y), (x, y, x_test, y_test) or a mapping "
+            f"with those keys; got {type(data).__name__}"
+        )
+    return dataset_from_arrays(*parts, n_classes=n_classes, name=name)
 
 
 def dataset_from_arrays(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -53,22 +52,10 @@ def _synthetic(cfg: Config) -> D.Dataset:
 def _from_loader(spec: str) -> D.Dataset:
     """The data set that the user's ``data.loader`` returns (see ``[data]`` in the config)."""
     out = resolve_callable(spec, "data.loader")()
-    if isinstance(out, D.Dataset):
-        return out
-    if isinstance(out, Mapping):
-        parts = [out.get(k) for k in ("x", "y", "x_test", "y_test")]
-        n_classes = out.get("n_classes")
-    elif isinstance(out, tuple) and len(out) in (2, 4):
-        parts, n_classes = list(out) + [None] * (4 - len(out)), None
-    else:
-        raise MisValueError(
-            f"data.loader = {spec!r} must return a mis.train.Dataset, (x, y), "
-            f"(x, y, x_test, y_test) or a mapping with those keys; got {type(out).__name__}"
-        )
     try:
-        return D.dataset_from_arrays(*parts, n_classes=n_classes, name="user")
+        return D.as_dataset(out)
     except MisValueError as exc:
-        raise MisValueError(f"data.loader = {spec!r} returned bad arrays: {exc}") from None
+        raise MisValueError(f"data.loader = {spec!r} returned bad data: {exc}") from None
 
 
 def _open_dataset(cfg: Config) -> D.Dataset:

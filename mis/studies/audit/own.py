@@ -24,7 +24,7 @@ from mis.exceptions import MisValueError
 from mis.quant.user import register_quantizer
 from mis.studies.audit.config import Config, load_config
 from mis.studies.audit.pipeline import run_audit
-from mis.train.data import Dataset
+from mis.train.data import as_dataset
 
 __all__ = ["audit_model"]
 
@@ -58,28 +58,18 @@ def _data_spec(data) -> dict:
     """``[data]`` keys for a ``"pkg.module:load"`` spec or arrays held in memory."""
     if isinstance(data, str):
         return {"source": "callable", "loader": data}
-    if isinstance(data, Dataset):
-        arrays = [data.x, data.y, data.x_test, data.y_test]
-    elif isinstance(data, tuple) and len(data) in (2, 4):
-        arrays = list(data)
-    elif isinstance(data, Mapping):
-        arrays = [data.get(k) for k in ("x", "y", "x_test", "y_test")]
-    else:
-        raise MisValueError(
-            "data must be a mis.train.Dataset, (x, y), (x, y, x_test, y_test), a mapping with "
-            f"those keys or 'package.module:load'; got {type(data).__name__}"
-        )
+    dataset = as_dataset(data)  # checked here, before anything runs
     # the loader's name carries a digest of the arrays: another data set is another
     # configuration (an output directory of one is not resumed with the other)
     h = hashlib.blake2b(digest_size=8)
-    for a in arrays:
+    for a in (dataset.x, dataset.y, dataset.x_test, dataset.y_test):
         if a is not None:
             a = np.ascontiguousarray(a)
             h.update(str((a.shape, a.dtype.str)).encode())
             h.update(a.data)
 
     def load():
-        return data
+        return dataset
 
     load.__qualname__ = f"data_{h.hexdigest()}"
     load.__module__ = "mis.audit_model"

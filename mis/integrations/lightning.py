@@ -63,20 +63,15 @@ class RQCallback(pl.Callback):
         super().__init__()
         self.on = string(on, "on", ("train_epoch_end", "validation_epoch_end"))
         self._args = dict(quantizers=quantizers, loss=loss, params=params, batch_size=batch_size)
-        self._x_val, self._y_val = x_val, y_val
-        self.recorder = RQRecorder(quantizers, x_val, y_val, loss=loss, params=params,
-                                   batch_size=batch_size)  # fmt: skip
+        self.recorder = RQRecorder(x_val=x_val, y_val=y_val, **self._args)
         self.store, self.run = store, run
 
     def _record(self, pl_module) -> None:
         if self.recorder.x_val.device != pl_module.device and self.recorder.n_checkpoints == 0:
             self.recorder = RQRecorder(
-                self._args["quantizers"],
-                self.recorder.x_val.to(pl_module.device),
-                self.recorder.y_val.to(pl_module.device),
-                loss=self._args["loss"],
-                params=self._args["params"],
-                batch_size=self._args["batch_size"],
+                x_val=self.recorder.x_val.to(pl_module.device),
+                y_val=self.recorder.y_val.to(pl_module.device),
+                **self._args,
             )
         was_training = pl_module.training
         pl_module.eval()

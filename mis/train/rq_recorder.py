@@ -25,7 +25,6 @@ import copy
 import inspect
 import re
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -278,10 +277,11 @@ class RQRecorder:
 def saved_runs(store) -> list[int]:
     """Run numbers already saved in ``store`` by :meth:`RQRecorder.save` (a script that skips
     them resumes after an interruption); empty when the store does not exist yet."""
-    path = store.path if isinstance(store, RunStore) else store
-    if not (Path(path) / "manifest.json").exists() and not isinstance(store, RunStore):
-        return []
-    store = store if isinstance(store, RunStore) else RunStore(store, create=False)
+    if not isinstance(store, RunStore):
+        try:
+            store = RunStore(store, create=False)
+        except FileNotFoundError:  # no store yet: no run saved
+            return []
     return sorted(int(m.group(1)) for n in store.names() if (m := _RUN.match(n)))
 
 

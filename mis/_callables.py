@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from mis.exceptions import MisValueError
 
-__all__ = ["OBJECT_PREFIX", "is_callable_spec", "object_spec", "resolve_callable"]
+__all__ = ["OBJECT_PREFIX", "is_callable_spec", "object_spec", "resolve_callable", "spec_label"]
 
 OBJECT_PREFIX = "object:"
 _OBJECTS: dict[str, Callable] = {}
@@ -33,6 +33,11 @@ _OBJECTS: dict[str, Callable] = {}
 def is_callable_spec(value) -> bool:
     """True for a string that names a callable (``"pkg.module:fn"`` or an object spec)."""
     return isinstance(value, str) and ":" in value
+
+
+def spec_label(spec: str) -> str:
+    """A spec as reports show it: ``"pkg.mod:fn"`` as is, an object spec without its prefix."""
+    return spec.removeprefix(OBJECT_PREFIX)
 
 
 def object_spec(obj: Callable, key: str) -> str:

@@ -93,7 +93,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from mis._callables import is_callable_spec, resolve_callable
+from mis._callables import is_callable_spec, resolve_callable, spec_label
 from mis._validation import (
     TERNARY_BITS,
     bit_width,
@@ -307,7 +307,7 @@ class ModelSection:
     @property
     def label(self) -> str:
         """The architecture for reports: ``name``, or the factory's spec."""
-        return self.factory.removeprefix("object:") if self.factory else self.name
+        return spec_label(self.factory) if self.factory else self.name
 
 
 #: The fields of :class:`~mis.train.TrainConfig` that ``[train]`` exposes (all but the

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mis._callables import spec_label
 from mis.quant import method_label
 from mis.report.plots import colormap, subplots
 from mis.report.plots import save_figure as _save
@@ -47,7 +48,7 @@ _MARKERS = {"4": "o", "2": "s", "1.58": "^", "1": "v"}
 def _training(tr: dict, trainer: str) -> str:
     """How the models were trained: the user's ``train.fn`` or our trainer's settings."""
     if tr.get("fn"):
-        return f"trained by your function {tr['fn'].removeprefix('object:')} (train.fn)."
+        return f"trained by your function {spec_label(tr['fn'])} (train.fn)."
     return (
         f"{tr['epochs']} epochs, {tr['optimizer']} lr {tr['lr']} ({tr['schedule']}), batch "
         f"{tr['batch_size'] or 'full'}, weight decay {tr['weight_decay']}, augmentation "
@@ -58,7 +59,7 @@ def _training(tr: dict, trainer: str) -> str:
 def _architecture(model: dict) -> str:
     """The architecture of a configuration's ``[model]`` table: a built-in or a factory."""
     factory = model.get("factory") or ""
-    return factory.removeprefix("object:") if factory else model.get("name", "?")
+    return spec_label(factory) if factory else model.get("name", "?")
 
 
 def _ok(x) -> bool:

@@ -390,7 +390,7 @@ class QuantSection:
                     kwargs={"bits": 4, "calibration": None},
                     call=QUANTIZER_CALL,
                 )
-                register_quantizer(m, fn, label=m.rpartition(":")[2].rpartition(".")[2])
+                register_quantizer(m, fn)  # label: the function's name
                 continue
             try:
                 get_method(m)
